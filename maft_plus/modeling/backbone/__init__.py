@@ -1,0 +1,3 @@
+"""CLIP ConvNeXt backbones: the open_clip model wrapped for detectron2, and tiny test models."""
+
+from . import tiny_clip  # noqa: F401  (registers the tiny models with timm and open_clip)
