@@ -1,0 +1,88 @@
+"""add_maft_plus_config(cfg): every MAFT+ config key, typed and commented.
+
+Paper symbols refer to Jiao et al., ECCV 2024. Defaults reproduce the released Large semantic
+checkpoint (``../shared/docs/SPEC.md``); the paper's variants are named values of these keys.
+"""
+
+import os
+from collections.abc import Sequence
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+# CLIP's image normalization (RGB, 0-255), SPEC section 1.
+CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
+CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
+
+
+def add_maft_plus_config(cfg: CN) -> None:
+    """Add the MAFT+ keys (``cfg.MODEL.MAFT_PLUS``) and set detectron2 keys to MAFT+ defaults."""
+    cfg.MODEL.META_ARCHITECTURE = "MAFTPlus"
+    cfg.MODEL.BACKBONE.NAME = "CLIPConvNeXt"
+    cfg.MODEL.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
+    cfg.MODEL.PIXEL_STD = list(CLIP_PIXEL_STD)
+    cfg.INPUT.MIN_SIZE_TEST = 800  # test resize: shortest edge 800 ...
+    cfg.INPUT.MAX_SIZE_TEST = 1333  # ... longest edge at most 1333
+
+    m = cfg.MODEL.MAFT_PLUS = CN()
+    # open_clip architecture of CLIP-V and the text tower: convnext_large_d_320 (Large, D=768),
+    # convnext_base_w_320 (Base, D=640), or a tiny test model (maftp-tiny-convnext-mlp/-linear).
+    m.CLIP_MODEL_NAME = "convnext_large_d_320"
+    # open_clip pretrained tag or a local CLIP weight file; "" builds random weights (tests).
+    m.CLIP_PRETRAINED = "laion2b_s29b_b131k_ft_soup"
+    # Sentences per text-encoder batch when embedding a vocabulary (memory vs. speed only).
+    m.TEXT_BATCH_SIZE = 256
+    # Network inputs are zero-padded (after normalization) to a multiple of this.
+    m.SIZE_DIVISIBILITY = 32
+
+    # Mask2Former pixel decoder (multi-scale deformable attention on res3..res5, FPN step to res2).
+    m.PIXEL_DECODER = CN()
+    m.PIXEL_DECODER.CONV_DIM = 256  # channels of the encoder and of the multi-scale maps
+    m.PIXEL_DECODER.MASK_DIM = 256  # channels of the stride-4 mask features
+    m.PIXEL_DECODER.NUM_ENCODER_LAYERS = 6  # deformable encoder layers
+    m.PIXEL_DECODER.NUM_HEADS = 8  # deformable attention heads
+    m.PIXEL_DECODER.NUM_POINTS = 4  # sampling points per head and level
+    m.PIXEL_DECODER.DIM_FEEDFORWARD = 1024  # encoder FFN width
+    m.PIXEL_DECODER.NUM_GROUPS = 32  # GroupNorm groups in the projections and FPN convs
+
+    # Mask2Former masked-attention transformer decoder with the in-vocabulary class head.
+    m.DECODER = CN()
+    m.DECODER.HIDDEN_DIM = 256  # query width (must equal PIXEL_DECODER.CONV_DIM)
+    m.DECODER.NUM_QUERIES = 100  # proposals per image (N in the paper)
+    m.DECODER.NUM_HEADS = 8  # attention heads
+    m.DECODER.DIM_FEEDFORWARD = 2048  # FFN width
+    m.DECODER.NUM_LAYERS = 9  # decoder layers (3 rounds over strides 32, 16, 8)
+
+    # Content-Dependent Transfer (paper section 4.3): text embeddings attend to CLIP image tokens.
+    m.CDT = CN()
+    m.CDT.NUM_LAYERS = 1  # cross-attention layers: 1 in the released weights, 2 in the paper
+    m.CDT.NUM_HEADS = 8  # attention heads
+    # "post_norm": T_hat = LN(T + Linear(attn)) (semantic checkpoints); "branch_norm":
+    # T_hat = T + LN(Linear(attn)) with the Linear zero-initialized (panoptic checkpoint).
+    m.CDT.RESIDUAL = "post_norm"
+    # "legacy": the released reshape of F3 into tokens without moving channels last (the released
+    # weights need it); "per_pixel": one token per pixel, for new training.
+    m.CDT.TOKEN_LAYOUT = "legacy"
+
+    # Inference (paper section 4.4 / Mask2Former post-processing).
+    m.TEST = CN()
+    m.TEST.SEMANTIC_ON = True  # output "sem_seg": (K, height, width) class scores
+    m.TEST.PANOPTIC_ON = False  # output "panoptic_seg": (id map, segments_info)
+    m.TEST.INSTANCE_ON = False  # output "instances": detectron2 Instances
+    m.TEST.OBJECT_MASK_THRESHOLD = 0.2  # panoptic: minimum class score of a kept query
+    m.TEST.OVERLAP_THRESHOLD = 0.7  # panoptic: minimum visible fraction of a kept mask
+    m.TEST.INSTANCE_TOP_K = 100  # instance: (query, class) pairs kept per image
+    m.TEST.SEMANTIC_CHUNK_SIZE = 64  # semantic: classes upsampled at once (memory only)
+
+
+def setup_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
+    """A frozen config: defaults, MAFT+ keys, then ``config_file`` and KEY VALUE ``opts``."""
+    cfg = get_cfg()
+    add_maft_plus_config(cfg)
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg

@@ -1,0 +1,1 @@
+"""MAFT+ data: vocabularies and vocabulary files."""

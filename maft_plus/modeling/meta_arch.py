@@ -1,0 +1,258 @@
+"""MAFTPlus: the meta-architecture; it orchestrates, the parts compute (SPEC sections 1, 5, 6).
+
+Shapes: B batch, Q queries, S synonyms, K classes, D CLIP joint dim, C channels of F3,
+H x W padded input, h x w F3's size.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import ImageList
+from torch import nn
+
+from ..data.vocabulary import Vocabulary
+from .backbone import DENSE_FEATURE, CLIPConvNeXt
+from .cdt import ContentDependentTransfer, dense_to_tokens
+from .head import PROPOSAL_INPUTS, MAFTPlusHead
+from .mask_pooling import mask_pool
+from .postprocess import (
+    classification_probs,
+    instance_inference,
+    panoptic_inference,
+    semantic_inference,
+)
+from .text_classifier import TextEmbedder
+from .transformer_decoder import synonym_logits_to_class_logits
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class MAFTPlus(nn.Module):
+    """MAFT+: CLIP-V backbone, Mask2Former proposals, CLIP region classification with CDT."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: CLIPConvNeXt,
+        sem_seg_head: MAFTPlusHead,
+        cdt: ContentDependentTransfer,
+        token_layout: str,
+        text_batch_size: int,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int,
+        semantic_on: bool,
+        panoptic_on: bool,
+        instance_on: bool,
+        object_mask_threshold: float,
+        overlap_threshold: float,
+        instance_top_k: int,
+        semantic_chunk_size: int,
+    ) -> None:
+        super().__init__()
+        if not (semantic_on or panoptic_on or instance_on):
+            raise ValueError(
+                "enable at least one of MODEL.MAFT_PLUS.TEST.{SEMANTIC,PANOPTIC,INSTANCE}_ON"
+            )
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.cdt = cdt
+        self.void_embedding = nn.Embedding(1, backbone.embed_dim)  # learned "no object" text row
+        self.token_layout = token_layout
+        self.text_embedder = TextEmbedder(
+            encode_text=backbone.encode_text, batch_size=text_batch_size
+        )
+        self.register_buffer(
+            "pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False
+        )
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        self.size_divisibility = size_divisibility
+        self.semantic_on = semantic_on
+        self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.object_mask_threshold = object_mask_threshold
+        self.overlap_threshold = overlap_threshold
+        self.instance_top_k = instance_top_k
+        self.semantic_chunk_size = semantic_chunk_size
+        self.vocabulary: Vocabulary | None = None
+
+    @classmethod
+    def from_config(cls, cfg):
+        m = cfg.MODEL.MAFT_PLUS
+        backbone = build_backbone(cfg)
+        return {
+            "backbone": backbone,
+            "sem_seg_head": MAFTPlusHead(
+                cfg, input_shape=backbone.output_shape(), embed_dim=backbone.embed_dim
+            ),
+            "cdt": ContentDependentTransfer(
+                embed_dim=backbone.embed_dim,
+                num_heads=m.CDT.NUM_HEADS,
+                num_layers=m.CDT.NUM_LAYERS,
+                residual=m.CDT.RESIDUAL,
+            ),
+            "token_layout": m.CDT.TOKEN_LAYOUT,
+            "text_batch_size": m.TEXT_BATCH_SIZE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "size_divisibility": m.SIZE_DIVISIBILITY,
+            "semantic_on": m.TEST.SEMANTIC_ON,
+            "panoptic_on": m.TEST.PANOPTIC_ON,
+            "instance_on": m.TEST.INSTANCE_ON,
+            "object_mask_threshold": m.TEST.OBJECT_MASK_THRESHOLD,
+            "overlap_threshold": m.TEST.OVERLAP_THRESHOLD,
+            "instance_top_k": m.TEST.INSTANCE_TOP_K,
+            "semantic_chunk_size": m.TEST.SEMANTIC_CHUNK_SIZE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def set_vocabulary(self, names: Sequence[str], is_thing: Sequence[bool] | None = None) -> None:
+        """Set the classes to segment.
+
+        Args:
+            names: one comma-separated synonym string per class, e.g. ``["cat, kitty", "sky"]``.
+            is_thing: per class, whether it is a countable thing (instances) or stuff (merged per
+                class) in panoptic and instance output; None means every class is a thing.
+        """
+        self.vocabulary = Vocabulary.from_names(names, is_thing)
+
+    def text_embeddings(self) -> torch.Tensor:
+        """(S+1, D) L2-normalized text rows of the current vocabulary, the learned void row last."""
+        if self.vocabulary is None:
+            raise RuntimeError("no vocabulary: call model.set_vocabulary(names) before inference")
+        text = self.text_embedder(self.vocabulary).to(self.device)  # (S, D), cached per synonym
+        void = F.normalize(self.void_embedding.weight, dim=-1)  # (1, D)
+        return torch.cat([text, void], dim=0)  # (S+1, D)
+
+    def preprocess(self, batched_inputs: list[dict]) -> ImageList:
+        """Validate, normalize and zero-pad the images to a multiple of the size divisibility."""
+        images = []
+        for i, inputs in enumerate(batched_inputs):
+            image = inputs.get("image") if isinstance(inputs, dict) else None
+            if not isinstance(image, torch.Tensor):
+                raise TypeError(f"batched_inputs[{i}]['image'] must be a torch.Tensor (3, H, W)")
+            if image.dim() != 3 or image.shape[0] != 3:
+                raise ValueError(
+                    f"batched_inputs[{i}]['image'] has shape {tuple(image.shape)}; expected an RGB "
+                    "image (3, H, W) (convert grayscale/RGBA images to RGB first)"
+                )
+            if not (image.dtype == torch.uint8 or image.dtype.is_floating_point):
+                raise ValueError(
+                    f"batched_inputs[{i}]['image'] has dtype {image.dtype}; expected uint8 or a "
+                    "floating dtype with values in 0-255"
+                )
+            image = image.to(self.device, torch.float32)
+            images.append((image - self.pixel_mean) / self.pixel_std)
+        return ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
+
+    def forward(self, batched_inputs: list[dict]) -> list[dict]:
+        """Segment a batch with the current vocabulary (detectron2's input and output formats).
+
+        Args:
+            batched_inputs: dicts with ``image`` (3, H, W) RGB in 0-255 and optionally the output
+                ``height`` and ``width`` (default: the image's own size).
+
+        Returns:
+            One dict per image with, as enabled: ``sem_seg`` (K, height, width) class scores;
+            ``panoptic_seg`` (id map (height, width), segments_info); ``instances``.
+        """
+        if self.training:
+            raise RuntimeError(
+                "MAFTPlus was built for inference: it has no training criterion; call model.eval()"
+            )
+        images = self.preprocess(batched_inputs)
+        outputs = self.predict(images.tensor)
+        return self.postprocess(outputs, images, batched_inputs)
+
+    def predict(self, images: torch.Tensor) -> dict:
+        """Both classifiers' logits and the mask logits for normalized padded images (B, 3, H, W).
+
+        Returns:
+            ``in_vocab_logits`` (B, Q, K+1), ``out_vocab_logits`` (B, Q, K+1), ``pred_masks``
+            (B, Q, H/4, W/4) and the proposal generator's ``aux_outputs``.
+        """
+        vocab = self.vocabulary
+        text = self.text_embeddings()  # (S+1, D)
+        synonym_to_class = torch.tensor(vocab.synonym_to_class, device=self.device)  # (S,)
+        features = self.backbone(images)
+        # The proposal generator must not train CLIP-V: it sees detached backbone features.
+        proposal_inputs = {name: features[name].detach() for name in PROPOSAL_INPUTS}
+        proposals = self.sem_seg_head(proposal_inputs, text, synonym_to_class, vocab.num_classes)
+        mask_logits = proposals["pred_masks"]  # (B, Q, H/4, W/4)
+
+        dense = features[DENSE_FEATURE]  # F3: (B, C, h, w)
+        batch, num_queries = mask_logits.shape[:2]
+        # Masks only select pixels: no gradient into the proposal generator from this branch.
+        pooled = mask_pool(dense, mask_logits.detach())  # (B, Q, C)
+        regions = self.backbone.region_head(pooled.reshape(batch * num_queries, -1, 1, 1))
+        regions = F.normalize(regions.reshape(batch, num_queries, -1), dim=-1)  # (B, Q, D)
+        tokens = dense_to_tokens(
+            dense, self.backbone.region_head, self.token_layout
+        )  # (B, D, h, w)
+        text_hat = self.cdt(text.expand(batch, -1, -1), tokens)  # (B, S+1, D)
+        synonym_logits = self.backbone.logit_scale * torch.einsum(
+            "bqd,bsd->bqs", regions, text_hat
+        )  # (B, Q, S+1)
+        out_vocab_logits = synonym_logits_to_class_logits(
+            synonym_logits, synonym_to_class, vocab.num_classes
+        )  # (B, Q, K+1)
+        return {
+            "in_vocab_logits": proposals["pred_logits"],
+            "out_vocab_logits": out_vocab_logits,
+            "pred_masks": mask_logits,
+            "aux_outputs": proposals["aux_outputs"],
+        }
+
+    def postprocess(
+        self, outputs: dict, images: ImageList, batched_inputs: list[dict]
+    ) -> list[dict]:
+        """Per-image semantic / panoptic / instance results at each image's output size."""
+        probs = classification_probs(outputs["in_vocab_logits"], outputs["out_vocab_logits"])
+        padded_size = tuple(images.tensor.shape[-2:])
+        is_thing = self.vocabulary.is_thing
+        results = []
+        for i, (class_probs, mask_logits) in enumerate(
+            zip(probs, outputs["pred_masks"], strict=True)
+        ):
+            image_size = images.image_sizes[i]
+            height = batched_inputs[i].get("height", image_size[0])
+            width = batched_inputs[i].get("width", image_size[1])
+            result = {}
+            if self.semantic_on:
+                result["sem_seg"] = semantic_inference(
+                    class_probs,
+                    mask_logits,
+                    padded_size=padded_size,
+                    image_size=tuple(image_size),
+                    output_size=(height, width),
+                    chunk_size=self.semantic_chunk_size,
+                )
+            if self.panoptic_on or self.instance_on:
+                full_masks = F.interpolate(
+                    mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
+                )[0]  # (Q, H, W)
+                full_masks = sem_seg_postprocess(full_masks, image_size, height, width)
+                if self.panoptic_on:
+                    result["panoptic_seg"] = panoptic_inference(
+                        class_probs,
+                        full_masks,
+                        is_thing,
+                        object_mask_threshold=self.object_mask_threshold,
+                        overlap_threshold=self.overlap_threshold,
+                    )
+                if self.instance_on:
+                    result["instances"] = instance_inference(
+                        class_probs, full_masks, is_thing, top_k=self.instance_top_k
+                    )
+            results.append(result)
+        return results

@@ -1,0 +1,158 @@
+"""Multi-scale deformable attention (Deformable DETR) with a pure-PyTorch bilinear sampler.
+
+Shapes: B batch, Q queries, N value tokens (all levels, flattened), C channels, M heads,
+Dh = C / M channels per head, L levels, P sampling points per head and level, h_l x w_l level l.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def ms_deform_attn(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Weighted sum of bilinear samples of every level's value map, per head.
+
+    A location ``(x, y)`` in [0, 1] is normalized to the map (0 and 1 are the outer pixel edges);
+    it is sampled with ``grid_sample`` on ``2 * loc - 1`` (bilinear, zero padding,
+    ``align_corners=False``), so samples outside the map fade to zero.
+
+    Args:
+        value: (B, N, M, Dh) values, levels concatenated in the order of ``spatial_shapes``,
+            each level flattened row-major (N = sum of h_l * w_l).
+        spatial_shapes: the (h_l, w_l) of each of the L levels.
+        sampling_locations: (B, Q, M, L, P, 2) normalized (x, y) locations.
+        attention_weights: (B, Q, M, L, P) weights of the samples.
+
+    Returns:
+        (B, Q, M * Dh) attended values, heads concatenated.
+    """
+    batch, num_tokens, num_heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    if num_tokens != sum(h * w for h, w in spatial_shapes) or num_levels != len(spatial_shapes):
+        raise ValueError(
+            f"ms_deform_attn: value has {num_tokens} tokens and sampling_locations {num_levels} "
+            f"levels, but spatial_shapes {spatial_shapes} describe {len(spatial_shapes)} levels "
+            f"of {sum(h * w for h, w in spatial_shapes)} tokens"
+        )
+    value_levels = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1  # (B, Q, M, L, P, 2) in grid_sample's [-1, 1]
+    samples = []
+    for level, (height, width) in enumerate(spatial_shapes):
+        value_map = value_levels[level].flatten(2).transpose(1, 2)  # (B, M*Dh, h_l*w_l)
+        value_map = value_map.reshape(batch * num_heads, head_dim, height, width)  # (B*M, Dh, h, w)
+        grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*M, Q, P, 2)
+        samples.append(
+            F.grid_sample(
+                value_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )  # (B*M, Dh, Q, P)
+        )
+    stacked = torch.stack(samples, dim=-2).flatten(-2)  # (B*M, Dh, Q, L*P)
+    weights = attention_weights.transpose(1, 2)  # (B, M, Q, L, P)
+    weights = weights.reshape(batch * num_heads, 1, num_queries, num_levels * num_points)
+    output = (stacked * weights).sum(dim=-1)  # (B*M, Dh, Q)
+    output = output.view(batch, num_heads * head_dim, num_queries)  # (B, M*Dh, Q)
+    return output.transpose(1, 2).contiguous()  # (B, Q, M*Dh)
+
+
+class MultiScaleDeformableAttention(nn.Module):
+    """Each query attends to P learned points around its reference point on each of L levels.
+
+    The value is projected before sampling and the result projected after; the L * P attention
+    weights of a head are one softmax.
+    """
+
+    def __init__(
+        self, *, d_model: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4
+    ) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.num_levels = num_levels
+        self.num_points = num_points
+        self.sampling_offsets = nn.Linear(d_model, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(d_model, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Deformable DETR init: each head starts looking in its own direction, at 1..P steps.
+
+        Head ``m`` points at angle ``2*pi*m/M``, its (cos, sin) scaled so the larger component is 1;
+        point ``p`` (0-based) of every level starts at ``(p + 1)`` times that direction, in pixels
+        of the level. Attention weights start uniform; projections are Xavier-uniform, bias 0.
+        """
+        device = self.sampling_offsets.bias.device
+        angles = torch.arange(self.num_heads, dtype=torch.float32, device=device)
+        angles = angles * (2.0 * math.pi / self.num_heads)  # (M,)
+        directions = torch.stack((angles.cos(), angles.sin()), dim=-1)  # (M, 2)
+        directions = directions / directions.abs().max(dim=-1, keepdim=True).values
+        steps = torch.arange(1, self.num_points + 1, dtype=torch.float32, device=device)  # (P,)
+        grid = directions[:, None, None, :] * steps[None, None, :, None]  # (M, 1, P, 2)
+        grid = grid.expand(-1, self.num_levels, -1, -1)  # (M, L, P, 2)
+        nn.init.zeros_(self.sampling_offsets.weight)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.reshape(-1))  # (M*L*P*2,)
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for proj in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        value_input: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        """Attend from every query to the multi-scale value maps.
+
+        Args:
+            query: (B, Q, C) queries (content + position).
+            reference_points: (B, Q, L, 2) normalized (x, y) reference point of each query on
+                each level; offsets are added in units of that level's pixels.
+            value_input: (B, N, C) un-projected values, levels flattened in ``spatial_shapes``
+                order.
+            spatial_shapes: the (h_l, w_l) of each of the L levels.
+
+        Returns:
+            (B, Q, C) attended features.
+        """
+        batch, num_queries, _ = query.shape
+        if len(spatial_shapes) != self.num_levels:
+            raise ValueError(
+                f"MultiScaleDeformableAttention was built for {self.num_levels} levels, "
+                f"got spatial_shapes {spatial_shapes}"
+            )
+        head_dim = self.d_model // self.num_heads
+        value = self.value_proj(value_input)  # (B, N, C)
+        value = value.view(batch, value.shape[1], self.num_heads, head_dim)  # (B, N, M, Dh)
+        offsets = self.sampling_offsets(query).view(
+            batch, num_queries, self.num_heads, self.num_levels, self.num_points, 2
+        )  # (B, Q, M, L, P, 2)
+        weights = self.attention_weights(query).view(
+            batch, num_queries, self.num_heads, self.num_levels * self.num_points
+        )  # (B, Q, M, L*P)
+        weights = weights.softmax(dim=-1).view(
+            batch, num_queries, self.num_heads, self.num_levels, self.num_points
+        )  # (B, Q, M, L, P)
+        # offsets are in pixels of their level: divide by (w_l, h_l) to normalize
+        normalizer = torch.tensor(
+            [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device
+        )  # (L, 2)
+        locations = (
+            reference_points[:, :, None, :, None, :]  # (B, Q, 1, L, 1, 2)
+            + offsets / normalizer[None, None, None, :, None, :]
+        )  # (B, Q, M, L, P, 2)
+        output = ms_deform_attn(value, spatial_shapes, locations, weights)  # (B, Q, C)
+        return self.output_proj(output)

@@ -1,0 +1,283 @@
+"""Inference post-processing: class probabilities and semantic / panoptic / instance outputs.
+
+Pure functions over one image's predictions (no parameters, no state); the meta-architecture calls
+them per image. Outputs follow detectron2: a (K, height, width) score map for semantic segmentation,
+``(panoptic_seg, segments_info)`` for panoptic and ``Instances`` for instance segmentation.
+
+Shapes: B batch, Q queries, K classes (+1 the void column), h x w the predicted mask logits,
+H x W the output size (the original image height, width), N kept instances.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.structures import Boxes, Instances
+
+__all__ = [
+    "classification_probs",
+    "instance_inference",
+    "panoptic_inference",
+    "semantic_inference",
+]
+
+
+def classification_probs(
+    in_vocab_logits: torch.Tensor, out_vocab_logits: torch.Tensor
+) -> torch.Tensor:
+    """Class probabilities: void from the in-vocabulary classifier, classes from the other one.
+
+    ``p_void = softmax(in_vocab_logits)[..., -1]`` and
+    ``p_cls = softmax(out_vocab_logits[..., :K]) * (1 - p_void)``; the last out-of-vocabulary column
+    is ignored.
+
+    Args:
+        in_vocab_logits: (B, Q, K+1) logits of the in-vocabulary classifier (last column void).
+        out_vocab_logits: (B, Q, K+1) logits of the out-of-vocabulary (CLIP) classifier.
+
+    Returns:
+        (B, Q, K+1) probabilities ``[p_cls, p_void]``; every row sums to 1.
+    """
+    if in_vocab_logits.shape != out_vocab_logits.shape or in_vocab_logits.shape[-1] < 2:
+        raise ValueError(
+            "classification_probs expects in_vocab_logits and out_vocab_logits of the same shape "
+            f"(B, Q, K+1) with K >= 1, got {tuple(in_vocab_logits.shape)} and "
+            f"{tuple(out_vocab_logits.shape)}"
+        )
+    void_probs = in_vocab_logits.softmax(dim=-1)[..., -1:]  # (B, Q, 1)
+    class_probs = out_vocab_logits[..., :-1].softmax(dim=-1) * (1.0 - void_probs)  # (B, Q, K)
+    return torch.cat([class_probs, void_probs], dim=-1)  # (B, Q, K+1)
+
+
+def _check_query_inputs(name: str, class_probs: torch.Tensor, mask_logits: torch.Tensor) -> int:
+    """Check (Q, K+1) probabilities against (Q, h, w) mask logits; return K."""
+    if class_probs.dim() != 2 or class_probs.shape[-1] < 2:
+        raise ValueError(
+            f"{name} expects class_probs of shape (Q, K+1) with K >= 1, "
+            f"got {tuple(class_probs.shape)}"
+        )
+    if mask_logits.dim() != 3 or mask_logits.shape[0] != class_probs.shape[0]:
+        raise ValueError(
+            f"{name} expects mask_logits of shape (Q, h, w) with the Q of class_probs "
+            f"{tuple(class_probs.shape)}, got {tuple(mask_logits.shape)}"
+        )
+    return class_probs.shape[-1] - 1
+
+
+def _check_is_thing(name: str, is_thing: Sequence[bool], num_classes: int) -> None:
+    if len(is_thing) != num_classes:
+        raise ValueError(
+            f"{name} expects is_thing with one entry per class (K = {num_classes}), "
+            f"got {len(is_thing)} entries"
+        )
+
+
+def semantic_inference(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    *,
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """Per-class semantic scores ``sem_seg[k] = sum_q p[q, k] * sigmoid(mask_q)``, output size.
+
+    ``p = softmax(log(class_probs + 1e-8))[:, :K]``. The mask logits are upsampled bilinearly
+    (align_corners False) to ``padded_size``, passed through a sigmoid, combined with ``p``,
+    cropped (top-left) to ``image_size`` and resized bilinearly (align_corners False) to
+    ``output_size``. Classes are processed ``chunk_size`` at a time so that no (K, padded H,
+    padded W) tensor is built; the result does not depend on ``chunk_size``.
+
+    Args:
+        class_probs: (Q, K+1) class probabilities, last column void (see `classification_probs`).
+        mask_logits: (Q, h, w) mask logits.
+        padded_size: (height, width) of the padded network input.
+        image_size: (height, width) of the network input before padding; at most ``padded_size``.
+        output_size: (H, W) original image size.
+        chunk_size: number of classes combined at once (memory bound only).
+
+    Returns:
+        (K, H, W) semantic scores in the dtype of ``mask_logits``; the prediction is the argmax.
+    """
+    num_classes = _check_query_inputs("semantic_inference", class_probs, mask_logits)
+    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
+        raise ValueError(
+            f"semantic_inference expects image_size {tuple(image_size)} to fit inside "
+            f"padded_size {tuple(padded_size)}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"semantic_inference expects chunk_size >= 1, got {chunk_size}")
+
+    mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
+    probs = mask_cls.softmax(dim=-1)[:, :num_classes].to(mask_logits.dtype)  # (Q, K)
+
+    masks = mask_logits
+    if tuple(masks.shape[-2:]) != tuple(padded_size):
+        masks = F.interpolate(
+            masks[None], size=tuple(padded_size), mode="bilinear", align_corners=False
+        )[0]  # (Q, padded H, padded W)
+    # The sum over queries is per pixel, so cropping before combining gives the same values.
+    masks = masks[:, : image_size[0], : image_size[1]].sigmoid()  # (Q, image H, image W)
+
+    out_h, out_w = output_size
+    sem_seg = masks.new_empty((num_classes, out_h, out_w))  # (K, H, W)
+    for start in range(0, num_classes, chunk_size):
+        stop = min(start + chunk_size, num_classes)
+        chunk = torch.einsum("qk,qhw->khw", probs[:, start:stop], masks)  # (k, image H, image W)
+        if tuple(chunk.shape[-2:]) != (out_h, out_w):
+            chunk = F.interpolate(
+                chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False
+            )[0]  # (k, H, W)
+        sem_seg[start:stop] = chunk
+    return sem_seg
+
+
+def panoptic_inference(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    is_thing: Sequence[bool],
+    *,
+    object_mask_threshold: float = 0.2,
+    overlap_threshold: float = 0.7,
+) -> tuple[torch.Tensor, list[dict]]:
+    """Panoptic segmentation by the Mask2Former rule.
+
+    Each query's score and label are the max / argmax over all K+1 columns. Queries labelled void or
+    scoring at most ``object_mask_threshold`` are dropped. Every pixel goes to the kept query with
+    the largest ``score * sigmoid(mask)``. A kept query becomes a segment of the pixels it wins with
+    ``sigmoid(mask) >= 0.5`` when (pixels it wins) / (pixels with ``sigmoid(mask) >= 0.5``) is at
+    least ``overlap_threshold``; segments of one stuff class merge into the first one's id.
+
+    Args:
+        class_probs: (Q, K+1) class probabilities, last column void.
+        mask_logits: (Q, H, W) mask logits, already at the output size.
+        is_thing: K flags, True for thing classes and False for stuff classes.
+        object_mask_threshold: minimum query score (exclusive).
+        overlap_threshold: minimum ratio of won pixels to mask pixels (inclusive).
+
+    Returns:
+        ``panoptic_seg``: (H, W) int32 segment ids, 0 where no segment;
+        ``segments_info``: one ``{"id", "category_id", "isthing"}`` dict per segment, ids from 1.
+    """
+    num_classes = _check_query_inputs("panoptic_inference", class_probs, mask_logits)
+    _check_is_thing("panoptic_inference", is_thing, num_classes)
+    height, width = mask_logits.shape[-2:]
+    panoptic_seg = torch.zeros((height, width), dtype=torch.int32, device=mask_logits.device)
+    segments_info: list[dict] = []
+
+    scores, labels = class_probs.max(dim=-1)  # (Q,), (Q,)
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)  # (Q,)
+    if not bool(keep.any()):
+        return panoptic_seg, segments_info
+
+    kept_scores = scores[keep]  # (n,)
+    kept_labels = labels[keep].tolist()
+    kept_masks = mask_logits[keep].sigmoid()  # (n, H, W)
+    prob_masks = kept_scores[:, None, None].to(kept_masks.dtype) * kept_masks  # (n, H, W)
+    winner = prob_masks.argmax(dim=0)  # (H, W)
+
+    stuff_ids: dict[int, int] = {}
+    for index, category in enumerate(kept_labels):
+        wins = winner == index  # (H, W)
+        above_half = kept_masks[index] >= 0.5  # (H, W)
+        segment = wins & above_half  # (H, W)
+        mask_area = int(wins.sum())
+        original_area = int(above_half.sum())
+        if mask_area == 0 or original_area == 0 or not bool(segment.any()):
+            continue
+        if mask_area / original_area < overlap_threshold:
+            continue
+        isthing = bool(is_thing[category])
+        if not isthing and category in stuff_ids:
+            panoptic_seg[segment] = stuff_ids[category]
+            continue
+        segment_id = len(segments_info) + 1
+        if not isthing:
+            stuff_ids[category] = segment_id
+        panoptic_seg[segment] = segment_id
+        segments_info.append({"id": segment_id, "category_id": int(category), "isthing": isthing})
+    return panoptic_seg, segments_info
+
+
+def _mask_bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight (x0, y0, x1, y1) boxes of boolean masks, exclusive end; all zeros for an empty mask.
+
+    Args:
+        masks: (N, H, W) bool masks.
+
+    Returns:
+        (N, 4) float32 boxes on the device of ``masks``.
+    """
+    num, height, width = masks.shape
+    boxes = torch.zeros((num, 4), dtype=torch.float32, device=masks.device)
+    if num == 0:
+        return boxes
+    cols = masks.any(dim=1)  # (N, W)
+    rows = masks.any(dim=2)  # (N, H)
+    x_idx = torch.arange(width, device=masks.device)  # (W,)
+    y_idx = torch.arange(height, device=masks.device)  # (H,)
+    x0 = torch.where(cols, x_idx, width).amin(dim=1)  # (N,)
+    x1 = torch.where(cols, x_idx, -1).amax(dim=1) + 1  # (N,)
+    y0 = torch.where(rows, y_idx, height).amin(dim=1)  # (N,)
+    y1 = torch.where(rows, y_idx, -1).amax(dim=1) + 1  # (N,)
+    nonempty = cols.any(dim=1)  # (N,)
+    boxes[nonempty] = torch.stack([x0, y0, x1, y1], dim=1)[nonempty].float()  # (n, 4)
+    return boxes
+
+
+def instance_inference(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    is_thing: Sequence[bool],
+    *,
+    top_k: int = 100,
+) -> Instances:
+    """Instance segmentation from the ``top_k`` best (query, thing class) pairs.
+
+    The top ``top_k`` (capped at Q*K) entries of the (Q, K) class probabilities are taken in
+    descending order, pairs of stuff classes are then dropped. Masks are ``logit > 0``; the score is
+    the class probability times the mean mask probability inside the mask,
+    ``sum(sigmoid(m) * mask) / (sum(mask) + 1e-6)``.
+
+    Args:
+        class_probs: (Q, K+1) class probabilities, last column void (ignored).
+        mask_logits: (Q, H, W) mask logits, already at the output size.
+        is_thing: K flags, True for thing classes.
+        top_k: number of (query, class) pairs considered before the thing filter.
+
+    Returns:
+        ``Instances`` of size (H, W) with ``pred_masks`` (N, H, W) bool, ``pred_boxes`` (N boxes of
+        the masks, XYXY, empty mask -> zeros), ``scores`` (N,) and ``pred_classes`` (N,) int64.
+    """
+    num_classes = _check_query_inputs("instance_inference", class_probs, mask_logits)
+    _check_is_thing("instance_inference", is_thing, num_classes)
+    if top_k < 1:
+        raise ValueError(f"instance_inference expects top_k >= 1, got {top_k}")
+    num_queries = class_probs.shape[0]
+    height, width = mask_logits.shape[-2:]
+
+    scores = class_probs[:, :num_classes]  # (Q, K)
+    num_pairs = min(top_k, num_queries * num_classes)
+    top_scores, top_index = scores.flatten().topk(num_pairs, sorted=True)  # (k,), (k,)
+    query_index = top_index // num_classes  # (k,)
+    classes = top_index % num_classes  # (k,)
+
+    thing_flags = torch.as_tensor(list(is_thing), dtype=torch.bool, device=class_probs.device)
+    is_thing_pair = thing_flags[classes]  # (k,)
+    top_scores = top_scores[is_thing_pair]  # (N,)
+    query_index = query_index[is_thing_pair]  # (N,)
+    classes = classes[is_thing_pair]  # (N,)
+
+    logits = mask_logits[query_index]  # (N, H, W)
+    masks = logits > 0  # (N, H, W)
+    inside = masks.to(logits.dtype)  # (N, H, W)
+    inside_prob = (logits.sigmoid() * inside).flatten(1).sum(dim=1)  # (N,)
+    mask_scores = inside_prob / (inside.flatten(1).sum(dim=1) + 1e-6)  # (N,)
+
+    result = Instances((int(height), int(width)))
+    result.pred_masks = masks
+    result.pred_boxes = Boxes(_mask_bounding_boxes(masks))
+    result.scores = top_scores * mask_scores.to(top_scores.dtype)
+    result.pred_classes = classes.to(torch.int64)
+    return result

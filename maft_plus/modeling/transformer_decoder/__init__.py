@@ -1,0 +1,15 @@
+"""Masked-attention transformer decoder with the in-vocabulary (text-embedding) class head."""
+
+from .class_logits import synonym_logits_to_class_logits
+from .decoder import MAFTPlusTransformerDecoder, build_attention_mask
+from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+
+__all__ = [
+    "MLP",
+    "CrossAttentionLayer",
+    "FFNLayer",
+    "MAFTPlusTransformerDecoder",
+    "SelfAttentionLayer",
+    "build_attention_mask",
+    "synonym_logits_to_class_logits",
+]

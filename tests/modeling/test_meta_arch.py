@@ -1,0 +1,119 @@
+"""MAFTPlus end to end on a tiny model: output formats, vocabulary behaviour, caching, bad input."""
+
+import pytest
+import torch
+from detectron2.structures import Instances
+
+
+def test_semantic_output_is_k_by_output_size(tiny_model, tiny_inputs):
+    with torch.no_grad():
+        results = tiny_model(tiny_inputs)
+    assert results[0]["sem_seg"].shape == (4, 64, 80)
+    assert results[1]["sem_seg"].shape == (4, 96, 128)
+    assert set(results[0]) == {"sem_seg"}
+
+
+def test_panoptic_and_instance_outputs(tiny_model_factory):
+    model = tiny_model_factory(
+        "MODEL.MAFT_PLUS.TEST.PANOPTIC_ON", "True", "MODEL.MAFT_PLUS.TEST.INSTANCE_ON", "True"
+    )
+    model.sem_seg_head.predictor.logit_scale.data.fill_(0.0)  # flatter scores keep more queries
+    with torch.no_grad():
+        results = model([{"image": torch.rand(3, 64, 64) * 255, "height": 32, "width": 40}])
+    panoptic_seg, segments_info = results[0]["panoptic_seg"]
+    assert panoptic_seg.shape == (32, 40)
+    ids = {0} | {s["id"] for s in segments_info}
+    assert set(panoptic_seg.unique().tolist()) <= ids
+    for segment in segments_info:
+        assert 0 <= segment["category_id"] < 4
+        assert segment["isthing"] == (segment["category_id"] < 2)
+    instances = results[0]["instances"]
+    assert isinstance(instances, Instances) and instances.image_size == (32, 40)
+    assert instances.pred_masks.shape[1:] == (32, 40)
+    assert all(c < 2 for c in instances.pred_classes.tolist())  # things only
+
+
+def test_permuting_the_vocabulary_permutes_semantic_channels(tiny_model, tiny_inputs, vocabulary):
+    with torch.no_grad():
+        before = tiny_model(tiny_inputs)[0]["sem_seg"]
+        order = [2, 0, 3, 1]
+        tiny_model.set_vocabulary([vocabulary[i] for i in order])
+        after = tiny_model(tiny_inputs)[0]["sem_seg"]
+    torch.testing.assert_close(after, before[order], rtol=1e-4, atol=1e-6)
+
+
+def test_adding_a_synonym_only_raises_that_class(tiny_model, tiny_inputs):
+    images = tiny_model.preprocess(tiny_inputs[:1]).tensor
+    with torch.no_grad():
+        before = tiny_model.predict(images)
+        sem_before = tiny_model(tiny_inputs[:1])[0]["sem_seg"]
+        tiny_model.set_vocabulary(["cat, kitty", "dog, puppy, hound", "sky, heaven", "grass"])
+        after = tiny_model.predict(images)
+        sem_after = tiny_model(tiny_inputs[:1])[0]["sem_seg"]
+    for key in ("in_vocab_logits", "out_vocab_logits"):
+        assert (after[key][..., 1] >= before[key][..., 1]).all(), key
+        others = [0, 2, 3, 4]  # the other classes and void
+        torch.testing.assert_close(after[key][..., others], before[key][..., others])
+    assert not torch.equal(after["out_vocab_logits"], before["out_vocab_logits"])
+    assert (sem_after[1] >= sem_before[1] - 1e-6).all()
+
+
+def test_text_embeddings_are_cached_per_vocabulary(tiny_model, tiny_inputs, vocabulary):
+    calls = []
+    encode_text = tiny_model.text_embedder.encode_text
+
+    def counting_encode_text(sentences):
+        calls.append(len(sentences))
+        return encode_text(sentences)
+
+    tiny_model.text_embedder.encode_text = counting_encode_text
+    tiny_model.text_embedder.clear_cache()
+    with torch.no_grad():
+        tiny_model(tiny_inputs)
+        first = sum(calls)
+        tiny_model(tiny_inputs)
+        tiny_model.set_vocabulary(vocabulary)
+        tiny_model(tiny_inputs)
+    assert first == 6 * 14  # six synonyms x 14 templates
+    assert sum(calls) == first
+
+
+def test_the_inference_model_has_no_teacher(tiny_model):
+    assert not any(k.startswith("backbone_t.") for k in tiny_model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.zeros(1, 32, 32, dtype=torch.uint8), r"shape \(1, 32, 32\); expected an RGB"),
+        (torch.zeros(4, 32, 32, dtype=torch.uint8), r"shape \(4, 32, 32\); expected an RGB"),
+        (torch.zeros(32, 32, dtype=torch.uint8), r"shape \(32, 32\); expected an RGB"),
+        (torch.zeros(3, 32, 32, dtype=torch.int64), "dtype torch.int64; expected uint8"),
+        (torch.zeros(3, 32, 32, dtype=torch.bool), "dtype torch.bool; expected uint8"),
+    ],
+)
+def test_bad_images_are_rejected_by_name(tiny_model, image, message):
+    with pytest.raises(ValueError, match=r"batched_inputs\[0\]\['image'\] has " + message):
+        tiny_model([{"image": image}])
+
+
+def test_non_tensor_image_is_rejected(tiny_model):
+    with pytest.raises(TypeError, match=r"batched_inputs\[0\]\['image'\] must be a torch.Tensor"):
+        tiny_model([{"image": [[0]]}])
+
+
+def test_empty_vocabulary_is_rejected(tiny_model):
+    with pytest.raises(ValueError, match="at least one class"):
+        tiny_model.set_vocabulary([])
+
+
+def test_inference_needs_a_vocabulary(tiny_model_factory):
+    model = tiny_model_factory()
+    model.vocabulary = None
+    with pytest.raises(RuntimeError, match="set_vocabulary"):
+        model([{"image": torch.zeros(3, 32, 32)}])
+
+
+def test_training_mode_is_refused_without_a_criterion(tiny_model, tiny_inputs):
+    with pytest.raises(RuntimeError, match="no training criterion"):
+        tiny_model.train()(tiny_inputs)

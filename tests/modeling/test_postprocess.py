@@ -1,0 +1,281 @@
+"""Tests for maft_plus.modeling.postprocess: hand-made cases with exact values, and parity."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.structures import BitMasks
+
+from maft_plus.modeling.postprocess import (
+    _mask_bounding_boxes,
+    classification_probs,
+    instance_inference,
+    panoptic_inference,
+    semantic_inference,
+)
+
+LN3 = math.log(3.0)  # sigmoid(LN3) = 0.75
+LN9 = math.log(9.0)  # sigmoid(LN9) = 0.9
+
+
+# ---------------------------------------------------------------- classification_probs
+
+
+def test_classification_probs_hand_computed() -> None:
+    # softmax([0, 0, ln 2]) = [1/4, 1/4, 1/2] -> p_void = 1/2
+    in_vocab = torch.tensor([[[0.0, 0.0, math.log(2.0)]]])  # (1, 1, 3)
+    # softmax([ln 3, 0]) = [3/4, 1/4]; the last column (7.0) is ignored
+    out_vocab = torch.tensor([[[LN3, 0.0, 7.0]]])  # (1, 1, 3)
+    probs = classification_probs(in_vocab, out_vocab)
+    torch.testing.assert_close(probs, torch.tensor([[[3 / 8, 1 / 8, 1 / 2]]]))
+
+
+def test_classification_probs_rows_sum_to_one() -> None:
+    in_vocab = torch.randn(2, 5, 8) * 3
+    out_vocab = torch.randn(2, 5, 8) * 3
+    probs = classification_probs(in_vocab, out_vocab)
+    assert probs.shape == (2, 5, 8)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 5))
+    torch.testing.assert_close(probs[..., -1], in_vocab.softmax(-1)[..., -1])
+
+
+def test_classification_probs_shape_mismatch() -> None:
+    with pytest.raises(ValueError, match="out_vocab_logits"):
+        classification_probs(torch.zeros(1, 2, 3), torch.zeros(1, 2, 4))
+
+
+# ---------------------------------------------------------------- semantic_inference
+
+
+def _naive_semantic(class_probs, mask_logits, padded_size, image_size, output_size):
+    """Unchunked reference: upsample, sigmoid, combine at the padded size, crop, resize."""
+    num_classes = class_probs.shape[-1] - 1
+    probs = torch.log(class_probs + 1e-8).softmax(-1)[:, :num_classes]  # (Q, K)
+    masks = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    sem = torch.einsum("qk,qhw->khw", probs, masks[0].sigmoid())  # (K, padded H, padded W)
+    sem = sem[:, : image_size[0], : image_size[1]]  # (K, image H, image W)
+    out = F.interpolate(sem[None], size=output_size, mode="bilinear", align_corners=False)
+    return out[0]  # (K, H, W)
+
+
+def test_semantic_inference_hand_computed() -> None:
+    class_probs = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]])  # (Q=2, K+1=3)
+    # sigmoids: query 0 -> [0.75, 0.25], query 1 -> [0.5, 0.75]
+    mask_logits = torch.tensor([[[LN3, -LN3]], [[0.0, LN3]]])  # (2, 1, 2)
+    sem = semantic_inference(class_probs, mask_logits, (1, 2), (1, 2), (1, 2))
+    expected = torch.tensor(
+        [
+            [[0.5 * 0.75 + 0.1 * 0.5, 0.5 * 0.25 + 0.1 * 0.75]],
+            [[0.25 * 0.75 + 0.6 * 0.5, 0.25 * 0.25 + 0.6 * 0.75]],
+        ]
+    )  # (K=2, 1, 2)
+    torch.testing.assert_close(sem, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 64])
+def test_semantic_inference_matches_naive_reference(chunk_size: int) -> None:
+    num_queries, num_classes = 5, 7
+    class_probs = torch.randn(num_queries, num_classes + 1).softmax(-1)  # (Q, K+1)
+    mask_logits = torch.randn(num_queries, 6, 8) * 4  # (Q, h, w)
+    sizes = dict(padded_size=(24, 32), image_size=(21, 27), output_size=(37, 45))
+    sem = semantic_inference(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    assert sem.shape == (num_classes, 37, 45)
+    expected = _naive_semantic(class_probs, mask_logits, **sizes)
+    torch.testing.assert_close(sem, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_semantic_inference_argmax_follows_dominant_query() -> None:
+    # Three queries own three row bands of an 8x8 mask; query q is confident in class q.
+    mask_logits = torch.full((3, 8, 8), -10.0)
+    mask_logits[0, 0:3] = 10.0
+    mask_logits[1, 3:6] = 10.0
+    mask_logits[2, 6:8] = 10.0
+    class_probs = torch.full((3, 4), 0.05)
+    class_probs[0, 0] = class_probs[1, 1] = class_probs[2, 2] = 0.85
+    # Padded 32x32 (4x), cropped to 32x24 (width only), resized to 64x48 (2x).
+    sem = semantic_inference(class_probs, mask_logits, (32, 32), (32, 24), (64, 48))
+    assert sem.shape == (3, 64, 48)
+    pred = sem.argmax(0)  # (H, W)
+    assert (pred[0:20] == 0).all()
+    assert (pred[28:44] == 1).all()
+    assert (pred[52:64] == 2).all()
+
+
+def test_semantic_inference_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="mask_logits"):
+        semantic_inference(torch.rand(3, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4))
+    with pytest.raises(ValueError, match="image_size"):
+        semantic_inference(torch.rand(2, 4), torch.rand(2, 4, 4), (4, 4), (5, 4), (4, 4))
+    with pytest.raises(ValueError, match="chunk_size"):
+        semantic_inference(
+            torch.rand(2, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4), chunk_size=0
+        )
+
+
+# ---------------------------------------------------------------- panoptic_inference
+
+# K = 5 classes: 0 and 2 things, 1, 3, 4 stuff.
+IS_THING = [True, False, True, False, False]
+
+
+def _panoptic_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six queries on a 4x6 image (in-mask logit +5, elsewhere -5)."""
+    class_probs = torch.tensor(
+        [
+            [0.90, 0.02, 0.02, 0.02, 0.02, 0.02],  # q0: thing 0, kept
+            [0.04, 0.80, 0.04, 0.04, 0.04, 0.04],  # q1: stuff 1, kept
+            [0.06, 0.70, 0.06, 0.06, 0.06, 0.06],  # q2: stuff 1, merged into q1's segment
+            [0.18, 0.18, 0.18, 0.18, 0.18, 0.10],  # q3: score 0.18 <= 0.2, dropped
+            [0.02, 0.02, 0.02, 0.02, 0.02, 0.90],  # q4: void, dropped
+            [0.10, 0.10, 0.50, 0.10, 0.10, 0.10],  # q5: thing 2, wins 1 of 5 pixels, dropped
+        ]
+    )  # (Q=6, K+1=6)
+    mask_logits = torch.full((6, 4, 6), -5.0)
+    mask_logits[0, 0:2, 0:2] = 5.0
+    mask_logits[1, 0:2, 2:4] = 5.0
+    mask_logits[2, 2:4, 2:4] = 5.0
+    mask_logits[3, 2:4, 4:6] = 5.0
+    mask_logits[4, 0:2, 4:6] = 5.0
+    mask_logits[5, 0:2, 0:2] = 5.0  # under q0, which scores higher there
+    mask_logits[5, 2, 0] = 5.0  # the only pixel q5 wins
+    return class_probs, mask_logits
+
+
+def test_panoptic_inference_hand_made_case() -> None:
+    class_probs, mask_logits = _panoptic_case()
+    panoptic_seg, segments_info = panoptic_inference(class_probs, mask_logits, IS_THING)
+    expected = torch.tensor(
+        [
+            [1, 1, 2, 2, 0, 0],
+            [1, 1, 2, 2, 0, 0],
+            [0, 0, 2, 2, 0, 0],
+            [0, 0, 2, 2, 0, 0],
+        ],
+        dtype=torch.int32,
+    )
+    assert panoptic_seg.dtype == torch.int32
+    assert torch.equal(panoptic_seg, expected)
+    assert segments_info == [
+        {"id": 1, "category_id": 0, "isthing": True},
+        {"id": 2, "category_id": 1, "isthing": False},
+    ]
+    assert all(type(info["isthing"]) is bool for info in segments_info)
+
+
+def test_panoptic_inference_thresholds_change_the_result() -> None:
+    class_probs, mask_logits = _panoptic_case()
+    # A low overlap threshold keeps q5 with the single pixel it wins.
+    panoptic_seg, segments_info = panoptic_inference(
+        class_probs, mask_logits, IS_THING, overlap_threshold=0.1
+    )
+    assert segments_info[-1] == {"id": 3, "category_id": 2, "isthing": True}
+    assert torch.equal(torch.nonzero(panoptic_seg == 3), torch.tensor([[2, 0]]))
+    # A lower score threshold keeps q3 (class 0, a thing) on its own block.
+    panoptic_seg, segments_info = panoptic_inference(
+        class_probs, mask_logits, IS_THING, object_mask_threshold=0.1
+    )
+    assert segments_info[-1] == {"id": 3, "category_id": 0, "isthing": True}
+    assert (panoptic_seg[2:4, 4:6] == 3).all()
+
+
+def test_panoptic_inference_stuff_segments_not_merged_across_classes() -> None:
+    class_probs, mask_logits = _panoptic_case()
+    class_probs[2] = torch.tensor([0.06, 0.06, 0.06, 0.70, 0.06, 0.06])  # q2 now stuff class 3
+    panoptic_seg, segments_info = panoptic_inference(class_probs, mask_logits, IS_THING)
+    assert [info["category_id"] for info in segments_info] == [0, 1, 3]
+    assert (panoptic_seg[2:4, 2:4] == 3).all()
+
+
+def test_panoptic_inference_empty() -> None:
+    class_probs = torch.tensor(
+        [[0.02, 0.02, 0.02, 0.02, 0.02, 0.90], [0.18, 0.18, 0.18, 0.18, 0.18, 0.10]]
+    )
+    panoptic_seg, segments_info = panoptic_inference(class_probs, torch.randn(2, 4, 6), IS_THING)
+    assert segments_info == []
+    assert panoptic_seg.shape == (4, 6) and panoptic_seg.dtype == torch.int32
+    assert not panoptic_seg.any()
+
+
+def test_panoptic_inference_bad_inputs() -> None:
+    class_probs, mask_logits = _panoptic_case()
+    with pytest.raises(ValueError, match="is_thing"):
+        panoptic_inference(class_probs, mask_logits, IS_THING[:-1])
+    with pytest.raises(ValueError, match="mask_logits"):
+        panoptic_inference(class_probs, mask_logits[:-1], IS_THING)
+
+
+# ---------------------------------------------------------------- instance_inference
+
+INSTANCE_IS_THING = [True, False, True]
+
+
+def _instance_case() -> tuple[torch.Tensor, torch.Tensor]:
+    class_probs = torch.tensor(
+        [
+            [0.60, 0.30, 0.05, 0.05],
+            [0.10, 0.70, 0.15, 0.05],
+            [0.20, 0.05, 0.50, 0.25],
+        ]
+    )  # (Q=3, K+1=4)
+    mask_logits = torch.full((3, 4, 4), -2.0)
+    mask_logits[0, 1:3, 0:3] = torch.tensor([[LN3, LN3, LN3], [LN9, LN9, LN9]])  # rectangle
+    mask_logits[1] = -1.0  # empty mask
+    mask_logits[2, 3, 3] = LN3  # one pixel
+    return class_probs, mask_logits
+
+
+def test_instance_inference_top_k_and_thing_filter() -> None:
+    class_probs, mask_logits = _instance_case()
+    # Top 4 pairs: (q1, 1) 0.7 stuff, (q0, 0) 0.6, (q2, 2) 0.5, (q0, 1) 0.3 stuff.
+    result = instance_inference(class_probs, mask_logits, INSTANCE_IS_THING, top_k=4)
+    assert result.image_size == (4, 4)
+    assert result.pred_classes.tolist() == [0, 2]
+    assert result.pred_classes.dtype == torch.int64
+    assert result.pred_masks.dtype == torch.bool
+    assert torch.equal(result.pred_masks, mask_logits[[0, 2]] > 0)
+    # Mask scores: mean(0.75 x3, 0.9 x3) = 0.825 and 0.75, each over (area + 1e-6).
+    expected_scores = torch.tensor([0.6 * 0.825 * 6 / (6 + 1e-6), 0.5 * 0.75 / (1 + 1e-6)])
+    torch.testing.assert_close(result.scores, expected_scores)
+    boxes = result.pred_boxes.tensor
+    torch.testing.assert_close(boxes, torch.tensor([[0.0, 1.0, 3.0, 3.0], [3.0, 3.0, 4.0, 4.0]]))
+
+
+def test_instance_inference_top_k_capped_and_ordered() -> None:
+    class_probs, mask_logits = _instance_case()
+    result = instance_inference(class_probs, mask_logits, INSTANCE_IS_THING, top_k=100)
+    # All 6 thing pairs, in descending class probability: 0.6, 0.5, 0.2, 0.15, 0.1, 0.05.
+    assert result.pred_classes.tolist() == [0, 2, 0, 2, 0, 2]
+    assert torch.equal(result.pred_masks, mask_logits[[0, 2, 2, 1, 1, 0]] > 0)
+    # The empty mask of q1 scores 0 and has an all-zero box.
+    assert result.scores[3] == 0 and result.scores[4] == 0
+    assert not result.pred_boxes.tensor[3].any()
+    # The filter comes after the top-k: the single best pair (q1, stuff 1) leaves nothing.
+    assert len(instance_inference(class_probs, mask_logits, INSTANCE_IS_THING, top_k=1)) == 0
+    result = instance_inference(class_probs, mask_logits, INSTANCE_IS_THING, top_k=2)
+    assert result.pred_classes.tolist() == [0]
+
+
+def test_instance_inference_only_stuff_gives_empty_instances() -> None:
+    class_probs, mask_logits = _instance_case()
+    result = instance_inference(class_probs, mask_logits, [False, False, False])
+    assert len(result) == 0
+    assert result.pred_masks.shape == (0, 4, 4)
+    assert result.pred_boxes.tensor.shape == (0, 4)
+
+
+def test_mask_bounding_boxes_match_bitmasks() -> None:
+    masks = torch.rand(6, 9, 11) > 0.9
+    masks[0] = False
+    expected = BitMasks(masks).get_bounding_boxes().tensor
+    torch.testing.assert_close(_mask_bounding_boxes(masks), expected)
+
+
+def test_instance_inference_bad_inputs() -> None:
+    class_probs, mask_logits = _instance_case()
+    with pytest.raises(ValueError, match="is_thing"):
+        instance_inference(class_probs, mask_logits, [True, False])
+    with pytest.raises(ValueError, match="mask_logits"):
+        instance_inference(class_probs, mask_logits[:2], INSTANCE_IS_THING)
+    with pytest.raises(ValueError, match="top_k"):
+        instance_inference(class_probs, mask_logits, INSTANCE_IS_THING, top_k=0)
