@@ -23,6 +23,7 @@ def add_maft_plus_config(cfg: CN) -> None:
     cfg.MODEL.PIXEL_STD = list(CLIP_PIXEL_STD)
     cfg.INPUT.MIN_SIZE_TEST = 800  # test resize: shortest edge 800 ...
     cfg.INPUT.MAX_SIZE_TEST = 1333  # ... longest edge at most 1333
+    cfg.INPUT.FORMAT = "RGB"  # CLIP's channel order
 
     m = cfg.MODEL.MAFT_PLUS = CN()
     # open_clip architecture of CLIP-V and the text tower: convnext_large_d_320 (Large, D=768),
@@ -34,6 +35,10 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.TEXT_BATCH_SIZE = 256
     # Network inputs are zero-padded (after normalization) to a multiple of this.
     m.SIZE_DIVISIBILITY = 32
+
+    # Which ConvNeXt stages of CLIP-V are fine-tuned (the stem trains with stage 0); [] freezes
+    # CLIP-V entirely (the "frozen CLIP" baseline of paper Table 3; Table 5a varies it).
+    m.CLIP_TRAINABLE_STAGES = [0, 1, 2, 3]
 
     # Mask2Former pixel decoder (multi-scale deformable attention on res3..res5, FPN step to res2).
     m.PIXEL_DECODER = CN()
@@ -63,6 +68,38 @@ def add_maft_plus_config(cfg: CN) -> None:
     # "legacy": the released reshape of F3 into tokens without moving channels last (the released
     # weights need it); "per_pixel": one token per pixel, for new training.
     m.CDT.TOKEN_LAYOUT = "legacy"
+
+    # Large-scale jitter of panoptic training (paper: COCO-Panoptic at 1024).
+    m.LSJ = CN()
+    m.LSJ.IMAGE_SIZE = 1024  # side of the square training crop
+    m.LSJ.MIN_SCALE = 0.1  # smallest resize factor of the jitter
+    m.LSJ.MAX_SCALE = 2.0  # largest resize factor of the jitter
+
+    # Training losses (SPEC section 7). The proposal generator's set loss on the in-vocabulary
+    # outputs: Hungarian matching on point-sampled costs, then weighted losses.
+    m.LOSS = CN()
+    m.LOSS.CLASS_WEIGHT = 2.0  # cross-entropy weight (and matching cost)
+    m.LOSS.MASK_WEIGHT = 5.0  # sigmoid BCE weight on sampled points (and matching cost)
+    m.LOSS.DICE_WEIGHT = 5.0  # dice weight (and matching cost)
+    m.LOSS.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the void class
+    m.LOSS.NUM_POINTS = 12544  # points sampled per mask for matching and losses
+    m.LOSS.OVERSAMPLE_RATIO = 3.0  # importance sampling: candidates per kept point
+    m.LOSS.IMPORTANCE_SAMPLE_RATIO = 0.75  # importance sampling: share of uncertain points
+    m.LOSS.DEEP_SUPERVISION = True  # also supervise every earlier decoder prediction
+    m.LOSS.MA_WEIGHT = 1.0  # mask-aware loss L_ma (paper eq. 6); 0 disables it
+    # L_ma per class keeps only the best-IoU instance (the paper's panoptic variant)
+    m.LOSS.MA_BEST_INSTANCE = False
+    m.LOSS.RC_WEIGHT = 0.1  # Representation Compensation L_rc; 0 disables it (and the teacher)
+    # "released": ReLU + pooled row/column sums; "paper": plain average-pool grids.
+    m.LOSS.RC_VARIANT = "released"
+    m.LOSS.RC_SCALES = [1, 2, 4]  # pooling grids (released: kernel = width // s)
+
+    # Optimizer and schedule beyond detectron2's SOLVER keys.
+    m.SOLVER = CN()
+    m.SOLVER.BACKBONE_MULTIPLIER = 0.1  # learning-rate factor of CLIP-V's trainable stages
+    m.SOLVER.WEIGHT_DECAY_NORM = 0.0  # weight decay of normalization layers
+    m.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of embeddings (queries, void, levels)
+    m.SOLVER.POLY_POWER = 0.9  # SOLVER.LR_SCHEDULER_NAME "WarmupPolyLR": lr ~ (1 - it/max) ** power
 
     # Inference (paper section 4.4 / Mask2Former post-processing).
     m.TEST = CN()

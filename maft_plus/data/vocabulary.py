@@ -172,3 +172,25 @@ def read_vocabulary_file(path: str | os.PathLike) -> list[str]:
         raise ValueError(f"vocabulary file {path} lists no class")
     logger.debug("read %d classes from %s", len(names), path)
     return names
+
+
+def vocabulary_from_metadata(metadata) -> Vocabulary:
+    """The vocabulary of a registered dataset, from its detectron2 metadata.
+
+    Class names come from ``stuff_classes`` (which lists every class, things included, in
+    detectron2's semantic and panoptic datasets), else ``thing_classes``; each may hold synonyms
+    (``"cat, kitty"``). Thing flags come from ``thing_dataset_id_to_contiguous_id`` (panoptic),
+    else an ``is_thing`` list; without either every class counts as a thing.
+    """
+    names = getattr(metadata, "stuff_classes", None) or getattr(metadata, "thing_classes", None)
+    if not names:
+        raise ValueError(
+            f"dataset {getattr(metadata, 'name', '?')!r} has no stuff_classes or thing_classes "
+            "in its metadata: cannot build its vocabulary"
+        )
+    is_thing = getattr(metadata, "is_thing", None)
+    thing_ids = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+    if thing_ids is not None and hasattr(metadata, "stuff_classes"):
+        things = set(thing_ids.values())
+        is_thing = [k in things for k in range(len(names))]
+    return Vocabulary.from_names(list(names), is_thing)

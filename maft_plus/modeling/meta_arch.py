@@ -16,10 +16,11 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ..data.vocabulary import Vocabulary
-from .backbone import DENSE_FEATURE, CLIPConvNeXt
+from .backbone import DENSE_FEATURE, CLIPConvNeXt, FrozenCLIPTeacher
 from .cdt import ContentDependentTransfer, dense_to_tokens
 from .head import PROPOSAL_INPUTS, MAFTPlusHead
 from .mask_pooling import mask_pool
+from .objective import MAFTPlusObjective
 from .postprocess import (
     classification_probs,
     instance_inference,
@@ -30,6 +31,8 @@ from .text_classifier import TextEmbedder
 from .transformer_decoder import synonym_logits_to_class_logits
 
 logger = logging.getLogger(__name__)
+
+TEACHER_PREFIX = "teacher."  # never saved: rebuilt from the pretrained tag when training
 
 
 @META_ARCH_REGISTRY.register()
@@ -42,7 +45,7 @@ class MAFTPlus(nn.Module):
         *,
         backbone: CLIPConvNeXt,
         sem_seg_head: MAFTPlusHead,
-        cdt: ContentDependentTransfer,
+        cdt: ContentDependentTransfer | None,
         token_layout: str,
         text_batch_size: int,
         pixel_mean: Sequence[float],
@@ -55,8 +58,20 @@ class MAFTPlus(nn.Module):
         overlap_threshold: float,
         instance_top_k: int,
         semantic_chunk_size: int,
+        objective: MAFTPlusObjective | None = None,
+        teacher: FrozenCLIPTeacher | None = None,
     ) -> None:
+        """
+        Args:
+            cdt: the Content-Dependent Transfer, or None to classify with the plain text
+                embeddings (the ablation without CDT).
+            objective: the training losses; None builds an inference-only model.
+            teacher: the frozen pretrained CLIP-V for L_rc (training only; never saved).
+            Others: see ``maft_plus/config.py``.
+        """
         super().__init__()
+        if objective is not None and objective.needs_teacher and teacher is None:
+            raise ValueError("L_rc (LOSS.RC_WEIGHT > 0) needs the frozen teacher CLIP-V")
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError(
                 "enable at least one of MODEL.MAFT_PLUS.TEST.{SEMANTIC,PANOPTIC,INSTANCE}_ON"
@@ -82,22 +97,37 @@ class MAFTPlus(nn.Module):
         self.instance_top_k = instance_top_k
         self.semantic_chunk_size = semantic_chunk_size
         self.vocabulary: Vocabulary | None = None
+        self.objective = objective
+        self.teacher = teacher
+        # The teacher is a frozen copy of pretrained weights: keep it out of checkpoints.
+        self._register_state_dict_hook(_drop_teacher_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, training: bool = False):
+        """``training=True`` also builds the losses and, when L_rc is on, the frozen teacher."""
         m = cfg.MODEL.MAFT_PLUS
         backbone = build_backbone(cfg)
+        objective = MAFTPlusObjective(cfg) if training else None
+        teacher = None
+        if objective is not None and objective.needs_teacher:
+            teacher = FrozenCLIPTeacher(trunk=backbone.clip_model.visual.trunk)
+        cdt = None
+        if m.CDT.NUM_LAYERS > 0:
+            cdt = ContentDependentTransfer(
+                embed_dim=backbone.embed_dim,
+                num_heads=m.CDT.NUM_HEADS,
+                num_layers=m.CDT.NUM_LAYERS,
+                residual=m.CDT.RESIDUAL,
+            )
         return {
             "backbone": backbone,
             "sem_seg_head": MAFTPlusHead(
                 cfg, input_shape=backbone.output_shape(), embed_dim=backbone.embed_dim
             ),
-            "cdt": ContentDependentTransfer(
-                embed_dim=backbone.embed_dim,
-                num_heads=m.CDT.NUM_HEADS,
-                num_layers=m.CDT.NUM_LAYERS,
-                residual=m.CDT.RESIDUAL,
-            ),
+            "cdt": cdt,
+            "objective": objective,
+            "teacher": teacher,
             "token_layout": m.CDT.TOKEN_LAYOUT,
             "text_batch_size": m.TEXT_BATCH_SIZE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
@@ -167,19 +197,51 @@ class MAFTPlus(nn.Module):
             ``panoptic_seg`` (id map (height, width), segments_info); ``instances``.
         """
         if self.training:
-            raise RuntimeError(
-                "MAFTPlus was built for inference: it has no training criterion; call model.eval()"
-            )
+            return self.losses(batched_inputs)
         images = self.preprocess(batched_inputs)
         outputs = self.predict(images.tensor)
         return self.postprocess(outputs, images, batched_inputs)
+
+    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
+        """Training losses for a batch whose dicts also hold ``instances`` (gt_classes, gt_masks).
+
+        One trainable CLIP-V pass serves the proposal generator (detached), the region
+        embeddings and CDT's tokens; the teacher runs once, without gradient, for L_rc.
+        """
+        if self.objective is None:
+            raise RuntimeError(
+                "this MAFTPlus was built for inference (no losses); build it with "
+                "MAFTPlus(cfg, training=True) to train, or call model.eval()"
+            )
+        images = self.preprocess(batched_inputs)
+        targets = self.prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]))
+        outputs = self.predict(images.tensor)
+        teacher_dense = self.teacher(images.tensor) if self.teacher is not None else None
+        return self.objective(outputs, targets, outputs["clip_dense"], teacher_dense)
+
+    def prepare_targets(
+        self, batched_inputs: list[dict], padded_size: tuple[int, int]
+    ) -> list[dict]:
+        """Per image ``labels`` (N,) and ``masks`` (N, H, W) zero-padded to the batch's size."""
+        targets = []
+        for i, inputs in enumerate(batched_inputs):
+            if "instances" not in inputs:
+                raise ValueError(f"batched_inputs[{i}] has no 'instances': training needs targets")
+            instances = inputs["instances"].to(self.device)
+            masks = instances.gt_masks
+            masks = masks.tensor if hasattr(masks, "tensor") else masks  # BitMasks or a tensor
+            padded = masks.new_zeros((masks.shape[0], *padded_size))  # (N, H, W)
+            padded[:, : masks.shape[1], : masks.shape[2]] = masks
+            targets.append({"labels": instances.gt_classes, "masks": padded})
+        return targets
 
     def predict(self, images: torch.Tensor) -> dict:
         """Both classifiers' logits and the mask logits for normalized padded images (B, 3, H, W).
 
         Returns:
             ``in_vocab_logits`` (B, Q, K+1), ``out_vocab_logits`` (B, Q, K+1), ``pred_masks``
-            (B, Q, H/4, W/4) and the proposal generator's ``aux_outputs``.
+            (B, Q, H/4, W/4), the proposal generator's ``aux_outputs`` and ``clip_dense``, F3
+            (B, C, h, w).
         """
         vocab = self.vocabulary
         text = self.text_embeddings()  # (S+1, D)
@@ -196,10 +258,10 @@ class MAFTPlus(nn.Module):
         pooled = mask_pool(dense, mask_logits.detach())  # (B, Q, C)
         regions = self.backbone.region_head(pooled.reshape(batch * num_queries, -1, 1, 1))
         regions = F.normalize(regions.reshape(batch, num_queries, -1), dim=-1)  # (B, Q, D)
-        tokens = dense_to_tokens(
-            dense, self.backbone.region_head, self.token_layout
-        )  # (B, D, h, w)
-        text_hat = self.cdt(text.expand(batch, -1, -1), tokens)  # (B, S+1, D)
+        text_hat = text.expand(batch, -1, -1)  # (B, S+1, D)
+        if self.cdt is not None:
+            tokens = dense_to_tokens(dense, self.backbone.region_head, self.token_layout)
+            text_hat = self.cdt(text_hat, tokens)  # (B, S+1, D), conditioned on each image
         synonym_logits = self.backbone.logit_scale * torch.einsum(
             "bqd,bsd->bqs", regions, text_hat
         )  # (B, Q, S+1)
@@ -211,6 +273,7 @@ class MAFTPlus(nn.Module):
             "out_vocab_logits": out_vocab_logits,
             "pred_masks": mask_logits,
             "aux_outputs": proposals["aux_outputs"],
+            "clip_dense": dense,
         }
 
     def postprocess(
@@ -228,7 +291,7 @@ class MAFTPlus(nn.Module):
             height = batched_inputs[i].get("height", image_size[0])
             width = batched_inputs[i].get("width", image_size[1])
             result = {}
-            if self.semantic_on:
+            if self.semantic_on and not (self.panoptic_on or self.instance_on):
                 result["sem_seg"] = semantic_inference(
                     class_probs,
                     mask_logits,
@@ -242,6 +305,15 @@ class MAFTPlus(nn.Module):
                     mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
                 )[0]  # (Q, H, W)
                 full_masks = sem_seg_postprocess(full_masks, image_size, height, width)
+                if self.semantic_on:  # as released: from the masks resized to the output size
+                    result["sem_seg"] = semantic_inference(
+                        class_probs,
+                        full_masks,
+                        padded_size=(height, width),
+                        image_size=(height, width),
+                        output_size=(height, width),
+                        chunk_size=self.semantic_chunk_size,
+                    )
                 if self.panoptic_on:
                     result["panoptic_seg"] = panoptic_inference(
                         class_probs,
@@ -256,3 +328,15 @@ class MAFTPlus(nn.Module):
                     )
             results.append(result)
         return results
+
+
+def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """State-dict hook: remove the frozen teacher's entries."""
+    for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
+        del state_dict[key]
+
+
+def _ignore_missing_teacher_keys(module: nn.Module, incompatible_keys) -> None:
+    """Load hook: a checkpoint never holds the teacher, so its keys are not "missing"."""
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not k.startswith(TEACHER_PREFIX)]

@@ -112,8 +112,3 @@ def test_inference_needs_a_vocabulary(tiny_model_factory):
     model.vocabulary = None
     with pytest.raises(RuntimeError, match="set_vocabulary"):
         model([{"image": torch.zeros(3, 32, 32)}])
-
-
-def test_training_mode_is_refused_without_a_criterion(tiny_model, tiny_inputs):
-    with pytest.raises(RuntimeError, match="no training criterion"):
-        tiny_model.train()(tiny_inputs)

@@ -3,12 +3,14 @@
 Shapes: B batch, C channels, H x W padded input, N regions or sentences, D CLIP joint dim.
 
 The whole open_clip model lives in ``self.clip_model`` so that its state-dict keys are the released
-checkpoints' ``backbone.clip_model.*``. Trainable: the visual trunk's stem and four stages. Frozen:
+checkpoints' ``backbone.clip_model.*``. Trainable: the visual trunk's stem and four stages (or the
+stages chosen by ``trainable_stages``). Frozen:
 the trunk's pooling head and ``visual.head`` (the region head; gradients still flow through it into
 the trunk), the text tower and ``logit_scale`` (SPEC section 2).
 """
 
 import logging
+from collections.abc import Sequence
 
 import open_clip
 import torch
@@ -42,14 +44,39 @@ def create_clip(model_name: str, pretrained: str) -> nn.Module:
         ) from exc
 
 
+def run_trunk(trunk: nn.Module, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Run a timm ConvNeXt trunk: the four stage outputs (strides 4..32) and F3 = norm_pre(res5)."""
+    x = trunk.stem(images)
+    stages = []
+    for stage in trunk.stages:
+        x = stage(x)
+        stages.append(x)
+    return stages, trunk.norm_pre(x)
+
+
 @BACKBONE_REGISTRY.register()
 class CLIPConvNeXt(Backbone):
     """open_clip ConvNeXt CLIP: res2..res5 and F3 for segmentation, region head, text encoding."""
 
     @configurable
-    def __init__(self, *, model_name: str, pretrained: str) -> None:
+    def __init__(
+        self, *, model_name: str, pretrained: str, trainable_stages: Sequence[int] = (0, 1, 2, 3)
+    ) -> None:
+        """
+        Args:
+            model_name: open_clip architecture (a four-stage ConvNeXt CLIP).
+            pretrained: open_clip pretrained tag, a local weight file, or "" for random weights.
+            trainable_stages: trunk stages fine-tuned (the stem trains with stage 0); the rest of
+                CLIP is frozen. An empty list freezes CLIP-V entirely.
+        """
         super().__init__()
+        if not set(trainable_stages) <= {0, 1, 2, 3}:
+            raise ValueError(
+                f"trainable_stages (MODEL.MAFT_PLUS.CLIP_TRAINABLE_STAGES) must be among 0..3, "
+                f"got {list(trainable_stages)}"
+            )
         self.model_name = model_name
+        self.trainable_stages = tuple(sorted(set(trainable_stages)))
         self.clip_model = create_clip(model_name, pretrained)
         trunk = self.clip_model.visual.trunk
         if not hasattr(trunk, "stages") or len(trunk.feature_info) != 4:
@@ -66,18 +93,30 @@ class CLIPConvNeXt(Backbone):
         self.embed_dim = self.clip_model.text_projection.shape[-1]
         for param in self.frozen_parameters():
             param.requires_grad_(False)
+        logger.info(
+            "CLIP-V %s: trainable stages %s%s; frozen: heads, text tower, logit_scale",
+            model_name,
+            list(self.trainable_stages),
+            " and the stem" if 0 in self.trainable_stages else "",
+        )
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
         return {
             "model_name": cfg.MODEL.MAFT_PLUS.CLIP_MODEL_NAME,
             "pretrained": cfg.MODEL.MAFT_PLUS.CLIP_PRETRAINED,
+            "trainable_stages": cfg.MODEL.MAFT_PLUS.CLIP_TRAINABLE_STAGES,
         }
 
-    def frozen_parameters(self) -> list[nn.Parameter]:
-        """CLIP's parameters outside the trunk's stem and stages: heads, text tower, logit_scale."""
+    def trainable_modules(self) -> list[nn.Module]:
+        """The trunk modules that are fine-tuned: the chosen stages, and the stem with stage 0."""
         trunk = self.clip_model.visual.trunk
-        trainable = {id(p) for m in (trunk.stem, trunk.stages) for p in m.parameters()}
+        modules = [trunk.stem] if 0 in self.trainable_stages else []
+        return modules + [trunk.stages[i] for i in self.trainable_stages]
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """Every CLIP parameter outside ``trainable_modules()`` (heads, text tower, ...)."""
+        trainable = {id(p) for m in self.trainable_modules() for p in m.parameters()}
         return [p for p in self.clip_model.parameters() if id(p) not in trainable]
 
     @property
@@ -94,14 +133,8 @@ class CLIPConvNeXt(Backbone):
             res2..res5: (B, C_i, H/s_i, W/s_i) for strides 4, 8, 16, 32; clip_vis_dense: F3,
             ``trunk.norm_pre(res5)`` (B, C_5, H/32, W/32).
         """
-        trunk = self.clip_model.visual.trunk
-        features = {}
-        x = trunk.stem(images)
-        for name, stage in zip(FEATURE_NAMES, trunk.stages, strict=True):
-            x = stage(x)
-            features[name] = x
-        features[DENSE_FEATURE] = trunk.norm_pre(x)
-        return features
+        stages, dense = run_trunk(self.clip_model.visual.trunk, images)
+        return {**dict(zip(FEATURE_NAMES, stages, strict=True)), DENSE_FEATURE: dense}
 
     def region_head(self, pooled: torch.Tensor) -> torch.Tensor:
         """Map pooled dense features to CLIP's joint space through the frozen heads.

@@ -1,0 +1,164 @@
+"""Training mapper for panoptic segmentation with large-scale jitter: one target mask per segment.
+
+SPEC section 7 (paper's panoptic training on COCO-Panoptic): the Mask2Former large-scale jitter
+recipe, i.e. resize to fit a randomly scaled square (scale 0.1 to 2.0 of the target side), crop or
+pad to the target side, horizontal flip. Thing instances stay separate masks, each stuff segment is
+one mask, crowd segments are dropped.
+
+Shapes: H, W the augmented image size (the target side with padding); N segments kept.
+"""
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import Instances
+from panopticapi.utils import rgb2id
+
+logger = logging.getLogger(__name__)
+
+
+def build_lsj_augmentations(
+    image_size: int, min_scale: float, max_scale: float, random_flip: str = "horizontal"
+) -> list[T.Augmentation]:
+    """Large-scale jitter: ResizeScale to a randomly scaled ``image_size`` square, FixedSizeCrop
+    (pads with 128 in the image and 255 in segmentations), then the flip ("none", "horizontal",
+    "vertical", as ``cfg.INPUT.RANDOM_FLIP``)."""
+    if not 0 < min_scale <= max_scale:
+        raise ValueError(f"need 0 < min_scale <= max_scale, got {min_scale} and {max_scale}")
+    if random_flip not in ("none", "horizontal", "vertical"):
+        raise ValueError(f"random_flip must be none, horizontal or vertical, got {random_flip!r}")
+    augmentations = [
+        T.ResizeScale(min_scale, max_scale, image_size, image_size),
+        T.FixedSizeCrop(crop_size=(image_size, image_size)),
+    ]
+    if random_flip != "none":
+        flip = T.RandomFlip(
+            horizontal=random_flip == "horizontal", vertical=random_flip == "vertical"
+        )
+        augmentations.append(flip)
+    return augmentations
+
+
+class PanopticTrainMapper:
+    """Map a COCO-panoptic dict (``file_name``, ``pan_seg_file_name``, ``segments_info`` with
+    contiguous ``category_id`` and ``iscrowd``) to a training sample.
+
+    Output dict: ``image`` (3, H, W) uint8 in ``image_format``; ``instances`` with ``gt_classes``
+    (N,) int64 contiguous ids and ``gt_masks`` (N, H, W) bool, one per non-crowd segment still
+    visible after augmentation; ``sem_seg`` (H, W) int64, each kept segment's class and
+    ``ignore_label`` elsewhere (unlabeled, crowd, padding); ``height``/``width`` of the image as
+    read; ``file_name``; ``image_id``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        augmentations: list[T.Augmentation],
+        image_format: str,
+        ignore_label: int,
+        num_classes: int,
+    ) -> None:
+        """
+        Args:
+            augmentations: applied to the image and the panoptic png together, in order
+                (:func:`build_lsj_augmentations`).
+            image_format: ``detection_utils.read_image`` format of the output image ("RGB").
+            ignore_label: the ``sem_seg`` value of pixels in no kept segment.
+            num_classes: K; a segment ``category_id`` outside 0..K-1 is an error.
+        """
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.augmentations = T.AugmentationList(list(augmentations))
+        self.image_format = image_format
+        self.ignore_label = ignore_label
+        self.num_classes = num_classes
+        logger.info("PanopticTrainMapper augmentations: %s", self.augmentations)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
+        """Jitter from ``cfg.MODEL.MAFT_PLUS.LSJ`` and ``cfg.INPUT.RANDOM_FLIP``; ignore label and
+        K from the metadata of ``cfg.DATASETS.TRAIN[0]``."""
+        if not is_train:
+            raise ValueError("PanopticTrainMapper is for training; got is_train=False")
+        lsj = cfg.MODEL.MAFT_PLUS.LSJ
+        augmentations = build_lsj_augmentations(
+            lsj.IMAGE_SIZE, lsj.MIN_SCALE, lsj.MAX_SCALE, cfg.INPUT.RANDOM_FLIP
+        )
+        metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        return {
+            "augmentations": augmentations,
+            "image_format": cfg.INPUT.FORMAT,
+            "ignore_label": metadata.ignore_label,
+            "num_classes": len(metadata.stuff_classes),
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs
+        image_file = dataset_dict["file_name"]
+        image = utils.read_image(image_file, format=self.image_format)
+        utils.check_image_size(dataset_dict, image)  # a ValueError naming the file on mismatch
+        panoptic_file = dataset_dict.pop("pan_seg_file_name")
+        dataset_dict.pop("sem_seg_file_name", None)  # rebuilt from the panoptic png below
+        panoptic_rgb = utils.read_image(panoptic_file, format="RGB")
+        if panoptic_rgb.shape[:2] != image.shape[:2]:
+            raise ValueError(
+                f"panoptic png {panoptic_file} is {panoptic_rgb.shape[1]}x{panoptic_rgb.shape[0]} "
+                f"(WxH) but its image {image_file} is {image.shape[1]}x{image.shape[0]}"
+            )
+        segments = dataset_dict.pop("segments_info")
+        for segment in segments:
+            if not 0 <= segment["category_id"] < self.num_classes:
+                raise ValueError(
+                    f"segment {segment['id']} of {panoptic_file} has category_id "
+                    f"{segment['category_id']}, outside the contiguous ids "
+                    f"0..{self.num_classes - 1}"
+                )
+
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        # transform the RGB-coded ids (nearest-neighbour, padding 255) and decode afterwards
+        panoptic = rgb2id(transforms.apply_segmentation(panoptic_rgb))  # (H, W)
+
+        image = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, H, W)
+        dataset_dict["image"] = image
+        dataset_dict["instances"], dataset_dict["sem_seg"] = segment_instances(
+            torch.as_tensor(panoptic.astype(np.int64)), segments, self.ignore_label
+        )
+        return dataset_dict
+
+
+def segment_instances(
+    panoptic: torch.Tensor, segments: list[dict], ignore_label: int
+) -> tuple[Instances, torch.Tensor]:
+    """One instance per non-crowd segment with pixels in ``panoptic`` (H, W) segment ids.
+
+    Returns:
+        instances: gt_classes (N,) int64, gt_masks (N, H, W) bool.
+        sem_seg: (H, W) int64, the kept segments' classes, ``ignore_label`` elsewhere.
+    """
+    height, width = panoptic.shape
+    sem_seg = torch.full((height, width), ignore_label, dtype=torch.int64)
+    classes, masks = [], []
+    for segment in segments:
+        if segment.get("iscrowd", 0):
+            continue
+        mask = panoptic == segment["id"]  # (H, W)
+        if not mask.any():  # cropped away
+            continue
+        classes.append(segment["category_id"])
+        masks.append(mask)
+        sem_seg[mask] = segment["category_id"]
+    instances = Instances((height, width))
+    instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    instances.gt_masks = (
+        torch.stack(masks) if masks else torch.zeros((0, height, width), dtype=torch.bool)
+    )  # (N, H, W)
+    return instances, sem_seg

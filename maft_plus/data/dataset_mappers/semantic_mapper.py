@@ -1,0 +1,133 @@
+"""Training mapper for semantic segmentation: image + label png -> tensors and per-class masks.
+
+SPEC section 7: resize shortest edge (800, max 1333), horizontal flip, optional crop; one binary
+target mask per class present, the ignore label excluded.
+
+Shapes: H, W the augmented image size; N classes present in the label.
+"""
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import Instances
+
+logger = logging.getLogger(__name__)
+
+
+class SemanticTrainMapper:
+    """Map a ``load_sem_seg`` dict (``file_name``, ``sem_seg_file_name``) to a training sample.
+
+    Output dict: ``image`` (3, H, W) uint8 in ``image_format``; ``sem_seg`` (H, W) int64 class ids,
+    ``ignore_label`` where unlabeled; ``instances`` with ``gt_classes`` (N,) int64 and ``gt_masks``
+    (N, H, W) bool, one mask per class present (``gt_masks[i] == (sem_seg == gt_classes[i])``);
+    ``height``/``width`` of the image as read; ``file_name``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        augmentations: list[T.Augmentation],
+        image_format: str,
+        ignore_label: int,
+        num_classes: int,
+    ) -> None:
+        """
+        Args:
+            augmentations: applied to the image and the label together, in order.
+            image_format: ``detection_utils.read_image`` format of the output image ("RGB").
+            ignore_label: the label value of unlabeled pixels (kept in ``sem_seg``, no mask).
+            num_classes: K; a label value >= K other than ``ignore_label`` is an error.
+        """
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.augmentations = T.AugmentationList(list(augmentations))
+        self.image_format = image_format
+        self.ignore_label = ignore_label
+        self.num_classes = num_classes
+        logger.info("SemanticTrainMapper augmentations: %s", self.augmentations)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
+        """Augmentations from ``cfg.INPUT`` (MIN/MAX_SIZE_TRAIN, MIN_SIZE_TRAIN_SAMPLING,
+        RANDOM_FLIP, CROP.*); ignore label and K from the metadata of ``cfg.DATASETS.TRAIN[0]``."""
+        if not is_train:
+            raise ValueError("SemanticTrainMapper is for training; got is_train=False")
+        augmentations = utils.build_augmentation(cfg, is_train=True)  # resize, then flip
+        if cfg.INPUT.CROP.ENABLED:
+            crop = T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE)
+            augmentations.insert(1, crop)  # crop the resized image, before the flip
+        metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        return {
+            "augmentations": augmentations,
+            "image_format": cfg.INPUT.FORMAT,
+            "ignore_label": metadata.ignore_label,
+            "num_classes": len(metadata.stuff_classes),
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        utils.check_image_size(dataset_dict, image)  # a ValueError naming the file on mismatch
+        label_file = dataset_dict.pop("sem_seg_file_name")
+        label = read_label(label_file, image.shape[:2], dataset_dict["file_name"])
+        check_label_ids(label, self.num_classes, self.ignore_label, label_file)
+
+        aug_input = T.AugInput(image, sem_seg=label)
+        self.augmentations(aug_input)
+        image, label = aug_input.image, aug_input.sem_seg
+
+        image = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, H, W)
+        sem_seg = torch.as_tensor(label.astype(np.int64))  # (H, W)
+        dataset_dict["image"] = image
+        dataset_dict["sem_seg"] = sem_seg
+        dataset_dict["instances"] = class_instances(sem_seg, self.ignore_label)
+        return dataset_dict
+
+
+def read_label(label_file: str, image_hw: tuple[int, int], image_file: str) -> np.ndarray:
+    """The (H, W) label map of ``label_file``, checked to be the image's size.
+
+    uint8 labels stay uint8 (resized by PIL); wider ones (uint16 tif) become float64, which
+    detectron2's transforms resize by nearest-neighbour torch interpolation, exactly.
+    """
+    label = utils.read_image(label_file)
+    if label.ndim != 2:
+        raise ValueError(
+            f"label {label_file} has shape {label.shape}; expected a single-channel (H, W) map"
+        )
+    if label.shape != tuple(image_hw):
+        raise ValueError(
+            f"label {label_file} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
+            f"{image_file} is {image_hw[1]}x{image_hw[0]}"
+        )
+    return label if label.dtype == np.uint8 else label.astype(np.float64)
+
+
+def check_label_ids(
+    label: np.ndarray, num_classes: int, ignore_label: int, label_file: str
+) -> None:
+    """Raise a ValueError naming ``label_file`` if it holds an id outside 0..K-1 and the ignore."""
+    ids = np.unique(label)
+    bad = ids[(ids != ignore_label) & ((ids < 0) | (ids >= num_classes))]
+    if bad.size:
+        raise ValueError(
+            f"label {label_file} holds class ids {bad.astype(np.int64).tolist()} outside "
+            f"0..{num_classes - 1} (ignore label {ignore_label})"
+        )
+
+
+def class_instances(sem_seg: torch.Tensor, ignore_label: int) -> Instances:
+    """One instance per class present in ``sem_seg`` (H, W): gt_classes (N,), gt_masks (N, H, W)."""
+    classes = torch.unique(sem_seg)
+    classes = classes[classes != ignore_label]  # (N,)
+    instances = Instances(tuple(sem_seg.shape))
+    instances.gt_classes = classes.to(torch.int64)
+    instances.gt_masks = sem_seg[None] == classes[:, None, None]  # (N, H, W)
+    return instances

@@ -1,0 +1,171 @@
+"""Train or evaluate MAFT+ with detectron2's trainer: one or many GPUs (or CPU processes).
+
+    python train_net.py --config-file configs/tiny/maftp_tiny_train.yaml
+    python train_net.py --config-file CFG --num-gpus 8 [KEY VALUE ...]
+    python train_net.py --config-file CFG --eval-only MODEL.WEIGHTS weights/maftp_l.pth
+    python train_net.py --config-file CFG --resume        # continue from OUTPUT_DIR/last_checkpoint
+
+The model is MAFTPlus (maft_plus/modeling/meta_arch.py); this file only wires data, optimizer,
+schedule, checkpoints and evaluation into detectron2's DefaultTrainer.
+"""
+
+import logging
+import weakref
+
+import torch
+from detectron2.data import MetadataCatalog, build_detection_train_loader
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
+from detectron2.evaluation import (
+    COCOPanopticEvaluator,
+    DatasetEvaluators,
+    SemSegEvaluator,
+    inference_on_dataset,
+    print_csv_format,
+)
+from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
+
+from maft_plus.checkpoint import MAFTPlusCheckpointer
+from maft_plus.config import setup_cfg
+from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
+from maft_plus.data.vocabulary import vocabulary_from_metadata
+from maft_plus.modeling import MAFTPlus
+from maft_plus.solver import build_lr_scheduler, build_optimizer
+
+logger = logging.getLogger("maft_plus")
+
+
+def unwrap(model: torch.nn.Module) -> MAFTPlus:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def set_dataset_vocabulary(model: torch.nn.Module, dataset_name: str) -> None:
+    """Give the model the classes of a registered dataset (each test set has its own)."""
+    vocabulary = vocabulary_from_metadata(MetadataCatalog.get(dataset_name))
+    unwrap(model).set_vocabulary(
+        [", ".join(synonyms) for synonyms in vocabulary.class_synonyms], vocabulary.is_thing
+    )
+
+
+class Trainer(DefaultTrainer):
+    """detectron2's DefaultTrainer with MAFT+'s model, data, optimizer and checkpointer."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__, except that DDP gets device_ids only on GPUs (so that CPU
+        # processes can train with gloo) and checkpoints go through MAFTPlusCheckpointer.
+        TrainerBase.__init__(self)
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        if comm.get_world_size() > 1:
+            on_gpu = next(model.parameters()).is_cuda
+            model = DistributedDataParallel(
+                model,
+                device_ids=[comm.get_local_rank()] if on_gpu else None,
+                broadcast_buffers=False,
+                find_unused_parameters=unwrap(model).objective.ma_weight == 0,  # CDT then idles
+            )
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = MAFTPlusCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = MAFTPlus(cfg, training=True).to(torch.device(cfg.MODEL.DEVICE))
+        set_dataset_vocabulary(model, cfg.DATASETS.TRAIN[0])
+        logger.info("training vocabulary: %d classes", model.vocabulary.num_classes)
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        evaluator_type = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).evaluator_type
+        if evaluator_type == "sem_seg":
+            mapper = SemanticTrainMapper(cfg, is_train=True)
+        elif evaluator_type == "coco_panoptic_seg":
+            mapper = PanopticTrainMapper(cfg, is_train=True)
+        else:
+            raise ValueError(
+                f"training set {cfg.DATASETS.TRAIN[0]!r} has evaluator_type {evaluator_type!r}; "
+                "MAFT+ trains on semantic ('sem_seg') or panoptic ('coco_panoptic_seg') data"
+            )
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
+        if evaluator_type == "sem_seg":
+            return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        if evaluator_type == "coco_panoptic_seg":
+            return DatasetEvaluators([COCOPanopticEvaluator(dataset_name, output_folder)])
+        raise ValueError(f"no evaluator for {dataset_name!r} (evaluator_type {evaluator_type!r})")
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Evaluate on every DATASETS.TEST set, each with its own vocabulary."""
+        net = unwrap(model)
+        training_vocabulary = net.vocabulary
+        results = {}
+        try:
+            for dataset_name in cfg.DATASETS.TEST:
+                set_dataset_vocabulary(net, dataset_name)
+                loader = cls.build_test_loader(cfg, dataset_name)
+                evaluator = cls.build_evaluator(cfg, dataset_name)
+                results[dataset_name] = inference_on_dataset(model, loader, evaluator)
+                if comm.is_main_process():
+                    logger.info("evaluation results for %s:", dataset_name)
+                    print_csv_format(results[dataset_name])
+        finally:
+            net.vocabulary = training_vocabulary
+        return results
+
+
+def setup(args):
+    cfg = setup_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
+        checkpointer = MAFTPlusCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
