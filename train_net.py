@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
+from maft_plus.data.datasets import check_registered, register_builtin_datasets
 from maft_plus.data.vocabulary import vocabulary_from_metadata
 from maft_plus.modeling import MAFTPlus
 from maft_plus.solver import build_lr_scheduler, build_optimizer
@@ -144,6 +145,8 @@ class Trainer(DefaultTrainer):
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
+    register_builtin_datasets()
+    check_registered([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
     return cfg
 
 

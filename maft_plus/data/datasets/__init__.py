@@ -1,5 +1,6 @@
 """Dataset registration in detectron2's catalogs."""
 
+from .builtin import check_registered, datasets_root, register_builtin_datasets
 from .register_synthetic import (
     DEFAULT_PREFIX,
     load_synthetic_panoptic,
@@ -7,4 +8,12 @@ from .register_synthetic import (
     unregister,
 )
 
-__all__ = ["DEFAULT_PREFIX", "load_synthetic_panoptic", "register_synthetic", "unregister"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "check_registered",
+    "datasets_root",
+    "load_synthetic_panoptic",
+    "register_builtin_datasets",
+    "register_synthetic",
+    "unregister",
+]

@@ -1,0 +1,50 @@
+"""Registration of the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/``).
+
+Call :func:`register_builtin_datasets` once per process before building data loaders
+(``train_net.py`` does). :func:`check_registered` turns a missing dataset into an error that
+names the folder it expects and the script that prepares it.
+"""
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from detectron2.data import DatasetCatalog
+
+from .register_synthetic import DEFAULT_PREFIX, register_synthetic
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_FOLDER = "maftp_synthetic"  # written by datasets/prepare_synthetic.py
+
+
+def datasets_root() -> Path:
+    """``$DETECTRON2_DATASETS``, or ``datasets`` (relative to the working directory) if unset."""
+    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def register_builtin_datasets(root: str | Path | None = None) -> list[str]:
+    """Register every dataset prepared under ``root``; return the registered names."""
+    root = Path(root) if root is not None else datasets_root()
+    names = []
+    synthetic = root / SYNTHETIC_FOLDER
+    if synthetic.is_dir():
+        names += register_synthetic(synthetic, DEFAULT_PREFIX)
+    else:
+        logger.debug("no synthetic dataset at %s", synthetic)
+    return names
+
+
+def check_registered(dataset_names: Iterable[str], root: str | Path | None = None) -> None:
+    """Raise a clear error for any dataset name that is not registered."""
+    root = Path(root) if root is not None else datasets_root()
+    for name in dataset_names:
+        if name in DatasetCatalog.list():
+            continue
+        if name.startswith(DEFAULT_PREFIX):
+            raise FileNotFoundError(
+                f"dataset {name!r} needs the synthetic dataset at {root / SYNTHETIC_FOLDER}; "
+                f"make it with: python datasets/prepare_synthetic.py (DETECTRON2_DATASETS={root})"
+            )
+        raise KeyError(f"dataset {name!r} is not registered (datasets root: {root})")
