@@ -60,7 +60,10 @@ def add_maft_plus_config(cfg: CN) -> None:
 
     # Content-Dependent Transfer (paper section 4.3): text embeddings attend to CLIP image tokens.
     m.CDT = CN()
-    m.CDT.NUM_LAYERS = 1  # cross-attention layers: 1 in the released weights, 2 in the paper
+    # "cross_attention": CDT; "mlp": a content-independent MLP on the text (paper Table 4).
+    m.CDT.TYPE = "cross_attention"
+    # cross-attention layers: 1 in the released weights, 2 in the paper, 0 = no CDT (Table 3)
+    m.CDT.NUM_LAYERS = 1
     m.CDT.NUM_HEADS = 8  # attention heads
     # "post_norm": T_hat = LN(T + Linear(attn)) (semantic checkpoints); "branch_norm":
     # T_hat = T + LN(Linear(attn)) with the Linear zero-initialized (panoptic checkpoint).

@@ -28,6 +28,7 @@ from .postprocess import (
     semantic_inference,
 )
 from .text_classifier import TextEmbedder
+from .text_mlp_adapter import TextMLPAdapter
 from .transformer_decoder import synonym_logits_to_class_logits
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class MAFTPlus(nn.Module):
         *,
         backbone: CLIPConvNeXt,
         sem_seg_head: MAFTPlusHead,
-        cdt: ContentDependentTransfer | None,
+        cdt: ContentDependentTransfer | TextMLPAdapter | None,
         token_layout: str,
         text_batch_size: int,
         pixel_mean: Sequence[float],
@@ -63,8 +64,8 @@ class MAFTPlus(nn.Module):
     ) -> None:
         """
         Args:
-            cdt: the Content-Dependent Transfer, or None to classify with the plain text
-                embeddings (the ablation without CDT).
+            cdt: the Content-Dependent Transfer; a TextMLPAdapter (the "MLP instead of CDT"
+                ablation); or None to classify with the plain text embeddings.
             objective: the training losses; None builds an inference-only model.
             teacher: the frozen pretrained CLIP-V for L_rc (training only; never saved).
             Others: see ``maft_plus/config.py``.
@@ -113,7 +114,13 @@ class MAFTPlus(nn.Module):
         if objective is not None and objective.needs_teacher:
             teacher = FrozenCLIPTeacher(trunk=backbone.clip_model.visual.trunk)
         cdt = None
-        if m.CDT.NUM_LAYERS > 0:
+        if m.CDT.TYPE == "mlp":
+            cdt = TextMLPAdapter(embed_dim=backbone.embed_dim, residual=m.CDT.RESIDUAL)
+        elif m.CDT.TYPE != "cross_attention":
+            raise ValueError(
+                f"MODEL.MAFT_PLUS.CDT.TYPE must be 'cross_attention' or 'mlp', got {m.CDT.TYPE!r}"
+            )
+        elif m.CDT.NUM_LAYERS > 0:
             cdt = ContentDependentTransfer(
                 embed_dim=backbone.embed_dim,
                 num_heads=m.CDT.NUM_HEADS,
@@ -259,7 +266,9 @@ class MAFTPlus(nn.Module):
         regions = self.backbone.region_head(pooled.reshape(batch * num_queries, -1, 1, 1))
         regions = F.normalize(regions.reshape(batch, num_queries, -1), dim=-1)  # (B, Q, D)
         text_hat = text.expand(batch, -1, -1)  # (B, S+1, D)
-        if self.cdt is not None:
+        if isinstance(self.cdt, TextMLPAdapter):
+            text_hat = self.cdt(text_hat)  # (B, S+1, D), the same for every image
+        elif self.cdt is not None:
             tokens = dense_to_tokens(dense, self.backbone.region_head, self.token_layout)
             text_hat = self.cdt(text_hat, tokens)  # (B, S+1, D), conditioned on each image
         synonym_logits = self.backbone.logit_scale * torch.einsum(

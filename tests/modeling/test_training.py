@@ -134,3 +134,12 @@ def test_training_needs_instances():
 def test_inference_model_refuses_to_train(tiny_model, tiny_inputs):
     with pytest.raises(RuntimeError, match="built for inference"):
         tiny_model.train()(tiny_inputs)
+
+
+def test_mlp_adapter_learns_only_from_the_mask_aware_loss():
+    model = training_model("MODEL.MAFT_PLUS.CDT.TYPE", "mlp")
+    losses = model(batch())
+    sum(v for k, v in losses.items() if k != "loss_ma").backward(retain_graph=True)
+    assert not has_grad(model.cdt)
+    losses["loss_ma"].backward()
+    assert has_grad(model.cdt)
