@@ -63,6 +63,11 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__, except that DDP gets device_ids only on GPUs (so that CPU
         # processes can train with gloo) and checkpoints go through MAFTPlusCheckpointer.
         TrainerBase.__init__(self)
+        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+            raise ValueError(
+                f"SOLVER.AMP.ENABLED needs CUDA, but MODEL.DEVICE is {cfg.MODEL.DEVICE!r}; "
+                "add SOLVER.AMP.ENABLED False to train without mixed precision"
+            )
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -115,11 +120,21 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """Semantic metrics for semantic sets; for panoptic sets, PQ when the model outputs
+        panoptic results and mIoU (on their semantic labels) when it outputs semantic ones."""
         evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
+        tests = cfg.MODEL.MAFT_PLUS.TEST
         if evaluator_type == "sem_seg":
             return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
         if evaluator_type == "coco_panoptic_seg":
-            return DatasetEvaluators([COCOPanopticEvaluator(dataset_name, output_folder)])
+            evaluators = []
+            if tests.PANOPTIC_ON:
+                evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
+            if tests.SEMANTIC_ON:
+                evaluators.append(
+                    SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+                )
+            return DatasetEvaluators(evaluators)
         raise ValueError(f"no evaluator for {dataset_name!r} (evaluator_type {evaluator_type!r})")
 
     @classmethod

@@ -1,0 +1,83 @@
+"""train_net's evaluation: several test sets, each with its own vocabulary; panoptic metrics."""
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from maft_plus.config import setup_cfg
+from maft_plus.data.datasets import register_synthetic, unregister
+from maft_plus.data.synthetic import write_synthetic_dataset
+from maft_plus.modeling import MAFTPlus
+
+TINY = "configs/tiny/maftp_tiny.yaml"
+RENAMED = "maftp_renamed_sem_seg_val"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(root, num_train=2, num_val=3, image_size=64)
+    names = register_synthetic(root, prefix="maftp_evaltest")
+    # The same images under another vocabulary: different class names, same label ids.
+    DatasetCatalog.register(RENAMED, DatasetCatalog.get("maftp_evaltest_sem_seg_val").copy)
+    source = MetadataCatalog.get("maftp_evaltest_sem_seg_val")
+    MetadataCatalog.get(RENAMED).set(
+        stuff_classes=[f"shape number {k}" for k in range(len(source.stuff_classes))],
+        ignore_label=255,
+        evaluator_type="sem_seg",
+    )
+    yield names
+    unregister([*names, RENAMED])
+
+
+def test_each_test_set_is_evaluated_with_its_own_vocabulary(synthetic, tmp_path):
+    from train_net import Trainer
+
+    cfg = setup_cfg(
+        TINY,
+        [
+            *("DATASETS.TEST", f"('maftp_evaltest_sem_seg_val', '{RENAMED}')"),
+            *("DATASETS.TRAIN", "('maftp_evaltest_sem_seg_train',)", "OUTPUT_DIR", str(tmp_path)),
+        ],
+    )
+    model = MAFTPlus(cfg).eval()
+    model.set_vocabulary(["training vocabulary"])
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(m.vocabulary.class_names[0]))
+    results = Trainer.test(cfg, model)
+    assert set(results) == {"maftp_evaltest_sem_seg_val", RENAMED}
+    assert all("mIoU" in r["sem_seg"] for r in results.values())
+    assert seen == ["circle"] * 3 + ["shape number 0"] * 3
+    assert model.vocabulary.class_names == ("training vocabulary",)  # restored afterwards
+
+
+def test_panoptic_sets_get_pq_and_miou(synthetic, tmp_path):
+    from train_net import Trainer
+
+    cfg = setup_cfg(
+        TINY,
+        [
+            *("DATASETS.TEST", "('maftp_evaltest_panoptic_val',)", "OUTPUT_DIR", str(tmp_path)),
+            *("MODEL.MAFT_PLUS.TEST.PANOPTIC_ON", "True"),
+        ],
+    )
+    model = MAFTPlus(cfg).eval()
+    model.set_vocabulary(["x"])
+    results = Trainer.test(cfg, model)["maftp_evaltest_panoptic_val"]
+    assert {"PQ", "SQ", "RQ", "PQ_th", "PQ_st"} <= set(results["panoptic_seg"])
+    assert "mIoU" in results["sem_seg"]
+
+
+def test_amp_on_cpu_is_refused_up_front(synthetic, tmp_path):
+    from train_net import Trainer
+
+    cfg = setup_cfg(
+        TINY,
+        [
+            *("DATASETS.TRAIN", "('maftp_evaltest_sem_seg_train',)", "OUTPUT_DIR", str(tmp_path)),
+            *("SOLVER.AMP.ENABLED", "True"),
+        ],
+    )
+    with pytest.raises(ValueError, match="SOLVER.AMP.ENABLED needs CUDA"):
+        Trainer(cfg)
+    assert torch.get_default_dtype() == torch.float32
