@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,23 @@ def vocabulary_from_metadata(metadata) -> Vocabulary:
         things = set(thing_ids.values())
         is_thing = [k in things for k in range(len(names))]
     return Vocabulary.from_names(list(names), is_thing)
+
+
+BUILTIN_VOCABULARIES_PACKAGE = "maft_plus.data"
+BUILTIN_VOCABULARIES_FOLDER = "vocabularies"
+
+
+def builtin_vocabulary_names() -> list[str]:
+    """Names of the vocabulary files shipped in the package, e.g. ``ade150``."""
+    folder = resources.files(BUILTIN_VOCABULARIES_PACKAGE) / BUILTIN_VOCABULARIES_FOLDER
+    return sorted(f.name.removesuffix(".txt") for f in folder.iterdir() if f.name.endswith(".txt"))
+
+
+def read_builtin_vocabulary(name: str) -> list[str]:
+    """A shipped vocabulary file, read from the installed package (never the working directory)."""
+    names = builtin_vocabulary_names()
+    if name not in names:
+        raise ValueError(f"no built-in vocabulary {name!r}; available: {', '.join(names)}")
+    resource = resources.files(BUILTIN_VOCABULARIES_PACKAGE) / BUILTIN_VOCABULARIES_FOLDER
+    with resources.as_file(resource / f"{name}.txt") as path:
+        return read_vocabulary_file(path)
