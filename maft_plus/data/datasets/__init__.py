@@ -3,7 +3,6 @@
 from .builtin import check_registered, datasets_root, register_builtin_datasets
 from .register_synthetic import (
     DEFAULT_PREFIX,
-    load_synthetic_panoptic,
     register_synthetic,
     unregister,
 )
@@ -12,7 +11,6 @@ __all__ = [
     "DEFAULT_PREFIX",
     "check_registered",
     "datasets_root",
-    "load_synthetic_panoptic",
     "register_builtin_datasets",
     "register_synthetic",
     "unregister",

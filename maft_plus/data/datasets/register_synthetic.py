@@ -18,10 +18,10 @@ from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
-from detectron2.data.datasets.coco_panoptic import load_coco_panoptic_json
 
 from ..synthetic import IGNORE_LABEL, SPLITS, VOCABULARY_FILE, SplitPaths
 from ..vocabulary import Vocabulary, read_vocabulary_file
+from .panoptic import register_panoptic
 
 logger = logging.getLogger(__name__)
 
@@ -87,30 +87,19 @@ def register_synthetic(root: str | Path, prefix: str = DEFAULT_PREFIX) -> list[s
         )
         names.append(sem_seg_name)
 
-    contiguous = {c["id"]: k for k, c in enumerate(categories)}  # json category id -> 0..K-1
-    id_maps = {
-        "thing_dataset_id_to_contiguous_id": {i: k for i, k in contiguous.items() if is_thing[k]},
-        "stuff_dataset_id_to_contiguous_id": contiguous,
-    }
     for split, paths in split_paths.items():
         panoptic_name = f"{prefix}_panoptic_{split}"
-        unregister([panoptic_name])
-        DatasetCatalog.register(
-            panoptic_name, lambda paths=paths: load_synthetic_panoptic(paths, id_maps)
-        )
-        MetadataCatalog.get(panoptic_name).set(
-            stuff_classes=classes,
-            stuff_colors=colours,
-            thing_classes=classes,
-            thing_colors=colours,
-            is_thing=is_thing,
-            image_root=str(paths.images),
-            panoptic_root=str(paths.panoptic),
-            panoptic_json=str(paths.panoptic_json),
-            sem_seg_root=str(paths.panoptic_semseg),
+        register_panoptic(
+            panoptic_name,
+            image_dir=paths.images,
+            panoptic_dir=paths.panoptic,
+            panoptic_json=paths.panoptic_json,
+            semantic_dir=paths.panoptic_semseg,
+            categories=categories,
+            class_names=classes,
+            prepare_script="datasets/prepare_synthetic.py",
             ignore_label=IGNORE_LABEL,
-            evaluator_type="coco_panoptic_seg",
-            **id_maps,
+            colors=colours,
         )
         names.append(panoptic_name)
     logger.info("registered %s from %s", ", ".join(names), root)
@@ -125,26 +114,6 @@ def unregister(names: Iterable[str]) -> None:
             DatasetCatalog.remove(name)
         if name in MetadataCatalog.list():
             MetadataCatalog.remove(name)
-
-
-def load_synthetic_panoptic(paths: SplitPaths, id_maps: dict[str, dict[int, int]]) -> list[dict]:
-    """Dataset dicts of one panoptic split: detectron2's COCO-panoptic dicts plus
-    ``sem_seg_file_name``, ``height`` and ``width``.
-
-    Each dict: ``file_name``, ``image_id``, ``height``, ``width``, ``pan_seg_file_name``,
-    ``sem_seg_file_name`` and ``segments_info`` (``id``, contiguous ``category_id``, ``isthing``,
-    ``iscrowd``, ``area``, ``bbox``).
-    """
-    dicts = load_coco_panoptic_json(
-        str(paths.panoptic_json), str(paths.images), str(paths.panoptic), id_maps
-    )
-    with paths.panoptic_json.open(encoding="utf-8") as f:
-        sizes = {image["id"]: (image["height"], image["width"]) for image in json.load(f)["images"]}
-    for record in dicts:
-        stem = Path(record["pan_seg_file_name"]).name
-        record["sem_seg_file_name"] = str(paths.panoptic_semseg / stem)
-        record["height"], record["width"] = sizes[record["image_id"]]
-    return dicts
 
 
 def _read_categories(panoptic_json: Path, num_classes: int) -> list[dict]:
