@@ -23,13 +23,6 @@ from detectron2.engine import (
     default_setup,
     launch,
 )
-from detectron2.evaluation import (
-    COCOPanopticEvaluator,
-    DatasetEvaluators,
-    SemSegEvaluator,
-    inference_on_dataset,
-    print_csv_format,
-)
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,23 +30,16 @@ from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
 from maft_plus.data.datasets import check_registered, register_builtin_datasets
-from maft_plus.data.vocabulary import vocabulary_from_metadata
+from maft_plus.evaluation.loop import (
+    build_evaluator,
+    evaluate_datasets,
+    set_dataset_vocabulary,
+    unwrap,
+)
 from maft_plus.modeling import MAFTPlus
 from maft_plus.solver import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger("maft_plus")
-
-
-def unwrap(model: torch.nn.Module) -> MAFTPlus:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def set_dataset_vocabulary(model: torch.nn.Module, dataset_name: str) -> None:
-    """Give the model the classes of a registered dataset (each test set has its own)."""
-    vocabulary = vocabulary_from_metadata(MetadataCatalog.get(dataset_name))
-    unwrap(model).set_vocabulary(
-        [", ".join(synonyms) for synonyms in vocabulary.class_synonyms], vocabulary.is_thing
-    )
 
 
 class Trainer(DefaultTrainer):
@@ -120,41 +106,18 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        """Semantic metrics for semantic sets; for panoptic sets, PQ when the model outputs
-        panoptic results and mIoU (on their semantic labels) when it outputs semantic ones."""
-        evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
         tests = cfg.MODEL.MAFT_PLUS.TEST
-        if evaluator_type == "sem_seg":
-            return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
-        if evaluator_type == "coco_panoptic_seg":
-            evaluators = []
-            if tests.PANOPTIC_ON:
-                evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
-            if tests.SEMANTIC_ON:
-                evaluators.append(
-                    SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
-                )
-            return DatasetEvaluators(evaluators)
-        raise ValueError(f"no evaluator for {dataset_name!r} (evaluator_type {evaluator_type!r})")
+        return build_evaluator(
+            dataset_name,
+            semantic_on=tests.SEMANTIC_ON,
+            panoptic_on=tests.PANOPTIC_ON,
+            output_dir=output_folder,
+        )
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """Evaluate on every DATASETS.TEST set, each with its own vocabulary."""
-        net = unwrap(model)
-        training_vocabulary = net.vocabulary
-        results = {}
-        try:
-            for dataset_name in cfg.DATASETS.TEST:
-                set_dataset_vocabulary(net, dataset_name)
-                loader = cls.build_test_loader(cfg, dataset_name)
-                evaluator = cls.build_evaluator(cfg, dataset_name)
-                results[dataset_name] = inference_on_dataset(model, loader, evaluator)
-                if comm.is_main_process():
-                    logger.info("evaluation results for %s:", dataset_name)
-                    print_csv_format(results[dataset_name])
-        finally:
-            net.vocabulary = training_vocabulary
-        return results
+        return evaluate_datasets(cfg, model, cfg.DATASETS.TEST)
 
 
 def setup(args):

@@ -129,7 +129,7 @@ def test_eval_only_reports_miou_of_a_checkpoint(datasets_root, tmp_path):
         *("MODEL.WEIGHTS", str(output / "model_final.pth")),
         output=tmp_path / "eval",
     )
-    assert "copypaste: mIoU,fwIoU,mACC,pACC" in log
+    assert "copypaste: mIoU,mIoU_legacy,fwIoU,mACC,pACC" in log
 
 
 def test_a_missing_dataset_names_the_prepare_script(tmp_path, monkeypatch):

@@ -1,15 +1,19 @@
 """Shared steps of the ``datasets/prepare_<name>.py`` scripts.
 
 They turn the files users download into the layout of ``datasets/README.md``: label maps are
-converted with a progress bar, written atomically (a crash never leaves a half-written file), and
-skipped when already up to date, so a script is safe to re-run; each script ends by checking the
-number of files it expects.
+converted with a progress bar (in several processes where a script offers ``--workers``), written
+atomically (a crash never leaves a half-written file), and skipped when already up to date, so a
+script is safe to re-run; each script ends by checking the number of files it expects. Every
+benchmark script takes ``--root`` (the datasets root) and ``--expected-val-images``.
 """
 
+import argparse
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,9 +24,55 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 PNG_IGNORE = 255  # ignore label of uint8 png label maps
 TIF_IGNORE = 65535  # ignore label of uint16 tif label maps (more than 255 classes)
+
+
+def argument_parser(
+    doc: str,
+    *,
+    expected_val_images: int,
+    expected_train_images: int | None = None,
+    workers: bool = False,
+) -> argparse.ArgumentParser:
+    """The options of a prepare script: ``--root``, ``--expected-val-images`` and those asked for.
+
+    Args:
+        doc: the script's docstring; its first line describes the script.
+        expected_val_images: the validation images of the real dataset (the option's default).
+        expected_train_images: if given, also ``--expected-train-images`` with this default.
+        workers: also ``--workers``, the number of processes (1: none).
+    """
+    from .datasets import datasets_root  # not at the top: the registration modules import this one
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--root",
+        default=str(datasets_root()),
+        help="the datasets root ($DETECTRON2_DATASETS, default datasets/)",
+    )
+    for split, default in (("val", expected_val_images), ("train", expected_train_images)):
+        if default is not None:
+            parser.add_argument(
+                f"--expected-{split}-images",
+                type=int,
+                default=default,
+                help=f"{split} images the download holds, checked at the end (default %(default)s)",
+            )
+    if workers:
+        parser.add_argument(
+            "--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (1: none)"
+        )
+    return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` (None: the command line) and send INFO log messages to stderr."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return args
 
 
 def require_input(path: str | Path, what: str, source: str) -> Path:
@@ -33,9 +83,36 @@ def require_input(path: str | Path, what: str, source: str) -> Path:
     return path
 
 
+def read_split(split_file: Path, *, expected: int | None = None) -> list[str]:
+    """The image ids of a VOC split file: the first word of each non-blank line.
+
+    Raises RuntimeError if ``expected`` is given and the file lists another number of ids.
+    """
+    lines = split_file.read_text(encoding="utf-8").splitlines()
+    ids = [line.split()[0] for line in lines if line.strip()]
+    if expected is not None and len(ids) != expected:
+        raise RuntimeError(f"{split_file} lists {len(ids)} ids, expected {expected}")
+    return ids
+
+
 def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar on stderr."""
     return iter(tqdm(items, desc=description, total=total, unit="file", dynamic_ncols=True))
+
+
+def map_with_progress(
+    fn: Callable[[T], R], jobs: Sequence[T], *, workers: int, description: str
+) -> list[R]:
+    """``[fn(job) for job in jobs]`` with a progress bar, in ``workers`` processes if more than 1.
+
+    The results are in job order. With several workers ``fn`` and the jobs are pickled, so ``fn``
+    must be a module-level function.
+    """
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = pool.map(fn, jobs, chunksize=64)
+            return list(progress(results, description, total=len(jobs)))
+    return list(progress(map(fn, jobs), description, total=len(jobs)))
 
 
 def is_up_to_date(target: Path, *sources: Path) -> bool:
@@ -44,6 +121,39 @@ def is_up_to_date(target: Path, *sources: Path) -> bool:
         return False
     newest = max((s.stat().st_mtime for s in sources), default=0.0)
     return target.stat().st_mtime >= newest
+
+
+class Conversions:
+    """Counts the items a script converts and those it skips as up to date, for its summary."""
+
+    def __init__(self) -> None:
+        self.converted = 0
+        self.skipped = 0
+
+    def skip(self, targets: Iterable[Path], *sources: Path) -> bool:
+        """True if every target is up to date with ``sources`` (counted as skipped); else False,
+        counted as converted (the caller then writes the targets)."""
+        if all(is_up_to_date(target, *sources) for target in targets):
+            self.skipped += 1
+            return True
+        self.converted += 1
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.converted} converted, {self.skipped} already up to date"
+
+
+def write_atomically(path: Path, write) -> None:
+    """Call ``write(file_name)`` on a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_label_map(labels: np.ndarray, path: str | Path) -> None:
@@ -60,17 +170,32 @@ def write_label_map(labels: np.ndarray, path: str | Path) -> None:
     write_atomically(path, lambda name: Image.fromarray(labels).save(name, format=image_format))
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(file_name)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` atomically unless ``path`` already holds it; True if it was written."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_atomically(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
+    return True
+
+
+def link_or_copy(source: Path, target: Path) -> bool:
+    """Make ``target`` a hard link to ``source``, atomically, unless it is up to date.
+
+    Where linking fails (another file system, no hard links) ``target`` is a copy instead.
+    Returns True if ``target`` was written.
+    """
+    if is_up_to_date(target, source):  # a hard link shares the source's modification time
+        return False
+
+    def link(name: str) -> None:
+        os.unlink(name)  # os.link will not replace the empty file write_atomically made
+        try:
+            os.link(source, name)
+        except OSError:
+            shutil.copy2(source, name)
+
+    write_atomically(target, link)
+    return True
 
 
 def check_count(folder: str | Path, pattern: str, expected: int, what: str) -> int:

@@ -1,8 +1,9 @@
-"""Registration of the datasets found under ``$DETECTRON2_DATASETS`` (default ``datasets/``).
+"""Registration of every dataset under ``$DETECTRON2_DATASETS`` (default ``datasets/``).
 
 Call :func:`register_builtin_datasets` once per process before building data loaders
-(``train_net.py`` does). :func:`check_registered` turns a missing dataset into an error that
-names the folder it expects and the script that prepares it.
+(``train_net.py`` and the tools do). The benchmarks are always registered, prepared or not;
+:func:`check_registered` then turns a missing folder into an error that names it and the script
+that prepares it. ``datasets/README.md`` shows the whole tree.
 """
 
 import logging
@@ -12,7 +13,11 @@ from pathlib import Path
 
 from detectron2.data import DatasetCatalog
 
+from .register_ade import register_ade
+from .register_coco import register_coco
+from .register_pascal import register_pascal
 from .register_synthetic import DEFAULT_PREFIX, register_synthetic
+from .requirements import check_dataset_files
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +30,9 @@ def datasets_root() -> Path:
 
 
 def register_builtin_datasets(root: str | Path | None = None) -> list[str]:
-    """Register every dataset prepared under ``root``; return the registered names."""
+    """Register the benchmarks and, if prepared, the synthetic dataset; return the names."""
     root = Path(root) if root is not None else datasets_root()
-    names = []
+    names = [*register_coco(root), *register_ade(root), *register_pascal(root)]
     synthetic = root / SYNTHETIC_FOLDER
     if synthetic.is_dir():
         names += register_synthetic(synthetic, DEFAULT_PREFIX)
@@ -37,8 +42,9 @@ def register_builtin_datasets(root: str | Path | None = None) -> list[str]:
 
 
 def check_registered(dataset_names: Iterable[str], root: str | Path | None = None) -> None:
-    """Raise a clear error for any dataset name that is not registered."""
+    """Raise a clear error for a dataset that is not registered or whose files are missing."""
     root = Path(root) if root is not None else datasets_root()
+    dataset_names = list(dataset_names)
     for name in dataset_names:
         if name in DatasetCatalog.list():
             continue
@@ -48,3 +54,4 @@ def check_registered(dataset_names: Iterable[str], root: str | Path | None = Non
                 f"make it with: python datasets/prepare_synthetic.py (DETECTRON2_DATASETS={root})"
             )
         raise KeyError(f"dataset {name!r} is not registered (datasets root: {root})")
+    check_dataset_files(dataset_names)

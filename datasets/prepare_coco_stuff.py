@@ -1,0 +1,129 @@
+"""Convert the COCO-Stuff label maps to the 171 contiguous training ids of MAFT+.
+
+    python datasets/prepare_coco_stuff.py [--root $DETECTRON2_DATASETS] [--workers 8]
+
+Expected download, under the datasets root ($DETECTRON2_DATASETS, default datasets/):
+
+    coco/train2017/<stem>.jpg          118287 images   (images.cocodataset.org/zips/train2017.zip)
+    coco/val2017/<stem>.jpg              5000 images   (images.cocodataset.org/zips/val2017.zip)
+    coco/stuffthingmaps_trainval2017/  (COCO-Stuff: stuffthingmaps_trainval2017.zip, unpacked)
+        train2017/<stem>.png           uint8, value = COCO-Stuff id - 1 (ids 1..182), 255 unlabeled
+        val2017/<stem>.png
+
+Output:
+
+    coco/stuffthingmaps_detectron2/
+        train2017/<stem>.png           uint8, contiguous id 0..170, 255 ignored
+        val2017/<stem>.png
+
+Contiguous ids: the 80 COCO thing classes in id order (0..79), then the stuff ids 92..182
+(80..170): the class order of the shipped coco_stuff_171 vocabulary. The 11 thing ids COCO does
+not use (e.g. 12, street sign) and 255 become 255. Maps already converted and newer than their
+source are skipped, so the script is safe to re-run; it ends by checking the file counts.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maft_plus.data.datasets.register_coco import (
+    COCO_STUFF_DATASETS,
+    SPLITS,
+    coco_stuff_class_ids,
+    images_dir,
+    stuff_labels_dir,
+    stuff_source_dir,
+)
+from maft_plus.data.prepare import (
+    PNG_IGNORE,
+    argument_parser,
+    check_count,
+    is_up_to_date,
+    map_with_progress,
+    parse_arguments,
+    require_input,
+    write_label_map,
+)
+
+logger = logging.getLogger(__name__)
+
+EXPECTED_IMAGES = {"train2017": 118287, "val2017": 5000}
+NUM_SOURCE_IDS = 182  # COCO-Stuff ids 1..182, stored as 0..181
+SOURCE = "the COCO-Stuff download (stuffthingmaps_trainval2017.zip, github.com/nightrome/cocostuff)"
+IMAGES_SOURCE = "the COCO download (images.cocodataset.org/zips/<split>.zip)"
+
+
+def build_lookup() -> np.ndarray:
+    """(256,) uint8: stored COCO-Stuff value (id - 1) -> contiguous id, 255 where unused."""
+    lookup = np.full(256, PNG_IGNORE, dtype=np.uint8)
+    for contiguous_id, stuff_id in enumerate(coco_stuff_class_ids()):
+        lookup[stuff_id - 1] = contiguous_id
+    return lookup
+
+
+def convert_map(source: Path, target: Path, lookup: np.ndarray) -> bool:
+    """Write ``target`` from ``source`` unless up to date; True if it was written."""
+    if is_up_to_date(target, source):
+        return False
+    with Image.open(source) as image:
+        values = np.asarray(image)
+    if values.ndim != 2 or values.dtype != np.uint8:
+        raise ValueError(
+            f"{source}: expected a single-channel uint8 COCO-Stuff map, got {values.dtype} "
+            f"{values.shape}"
+        )
+    counts = np.bincount(values.ravel(), minlength=256)  # (256,) pixels per stored value
+    invalid = np.flatnonzero(counts[NUM_SOURCE_IDS:PNG_IGNORE]) + NUM_SOURCE_IDS
+    if invalid.size:
+        raise ValueError(
+            f"{source}: values {invalid.tolist()} are no COCO-Stuff class (expected 0..181 = "
+            "ids 1..182, or 255 unlabeled)"
+        )
+    write_label_map(lookup[values], target)
+    return True
+
+
+def _convert_pair(job: tuple[Path, Path, np.ndarray]) -> bool:
+    return convert_map(*job)
+
+
+def prepare_split(root: Path, split: str, workers: int) -> int:
+    """Convert every map of ``split``; return how many were written (not up to date)."""
+    require_input(root / images_dir(split), f"the COCO {split} images", IMAGES_SOURCE)
+    source_dir = require_input(root / stuff_source_dir(split), f"COCO-Stuff {split} maps", SOURCE)
+    target_dir = root / stuff_labels_dir(split)
+    lookup = build_lookup()
+    sources = sorted(source_dir.glob("*.png"))
+    jobs = [(source, target_dir / source.name, lookup) for source in sources]
+    description = f"COCO-Stuff {split}"
+    written = sum(map_with_progress(_convert_pair, jobs, workers=workers, description=description))
+    logger.info("COCO-Stuff %s: wrote %d of %d maps to %s", split, written, len(jobs), target_dir)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser(
+        __doc__,
+        expected_val_images=EXPECTED_IMAGES["val2017"],
+        expected_train_images=EXPECTED_IMAGES["train2017"],
+        workers=True,
+    )
+    parser.add_argument(
+        "--splits", nargs="+", choices=list(SPLITS.values()), default=list(SPLITS.values())
+    )
+    args = parse_arguments(parser, argv)
+    root = Path(args.root)
+    expected = {"train2017": args.expected_train_images, "val2017": args.expected_val_images}
+    for split in args.splits:
+        prepare_split(root, split, args.workers)
+        check_count(root / images_dir(split), "*.jpg", expected[split], f"COCO {split} images")
+        check_count(
+            root / stuff_labels_dir(split), "*.png", expected[split], f"COCO-Stuff {split} labels"
+        )
+    print(f"COCO-Stuff ready under {root / 'coco'}: datasets {', '.join(COCO_STUFF_DATASETS)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""tools/evaluate_benchmarks.py on the synthetic datasets with the tiny model."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from maft_plus.data.datasets.builtin import SYNTHETIC_FOLDER
+from maft_plus.data.synthetic import write_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_benchmarks", REPO / "tools" / "evaluate_benchmarks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluates_each_dataset_and_skips_missing_ones(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "datasets"
+    write_synthetic_dataset(root / SYNTHETIC_FOLDER, num_train=1, num_val=2, image_size=64)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    output = tmp_path / "bench"
+    results = load_tool().main(
+        [
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+            *("--datasets", "maftp_synthetic_sem_seg_val", "maftp_synthetic_panoptic_val"),
+            *("maftp_ade150_val", "not_a_dataset"),
+            *("--paper", "maftp_l", "--output-dir", str(output)),
+            *("MODEL.MAFT_PLUS.TEST.PANOPTIC_ON", "True"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "skipping maftp_ade150_val: dataset 'maftp_ade150_val' expects" in printed
+    assert "prepare_ade20k_150.py" in printed
+    assert "skipping not_a_dataset: no such dataset is registered" in printed
+    assert set(results) == {"maftp_synthetic_sem_seg_val", "maftp_synthetic_panoptic_val"}
+    saved = json.loads((output / "results.json").read_text())
+    assert "mIoU_legacy" in saved["maftp_synthetic_sem_seg_val"]["sem_seg"]
+    assert "PQ" in saved["maftp_synthetic_panoptic_val"]["panoptic_seg"]
+    table = (output / "results.md").read_text()
+    assert "| maftp_synthetic_panoptic_val | PQ |" in table
+    assert (output / "results.csv").read_text().startswith("benchmark,dataset,metric")
+
+
+def test_a_vocabulary_file_replaces_the_class_names(tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    write_synthetic_dataset(root / SYNTHETIC_FOLDER, num_train=1, num_val=1, image_size=64)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    names = ["disc", "box", "wedge", "star shape", "lawn, turf", "lake", "beach"]
+    good = tmp_path / "good.txt"
+    good.write_text("0:invalid_class_id\n" + "".join(f"{i}:{n}\n" for i, n in enumerate(names, 1)))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1:disc\n2:box\n")
+    tool = load_tool()
+    base = [
+        *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+        *("--datasets", "maftp_synthetic_sem_seg_val", "--output-dir", str(tmp_path / "out")),
+    ]
+    seen = []
+    original = tool.evaluate_datasets
+
+    def spy(cfg, model, datasets, **kwargs):
+        model.register_forward_pre_hook(lambda m, a: seen.append(m.vocabulary.class_names))
+        return original(cfg, model, datasets, **kwargs)
+
+    monkeypatch.setattr(tool, "evaluate_datasets", spy)
+    tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={good}"])
+    assert seen[0] == ("disc", "box", "wedge", "star shape", "lawn", "lake", "beach")
+    with pytest.raises(ValueError, match=r"bad.txt lists 2 classes but dataset .* has 7"):
+        tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={bad}"])

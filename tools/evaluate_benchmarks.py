@@ -1,0 +1,125 @@
+"""Evaluate a MAFT+ checkpoint on the open-vocabulary benchmarks; print the table beside the paper.
+
+    python tools/evaluate_benchmarks.py --config-file configs/semantic/maftp_l_eval.yaml
+    python tools/evaluate_benchmarks.py --config-file configs/panoptic/maftp_l_pano_eval.yaml
+    python tools/evaluate_benchmarks.py --config-file CFG --datasets maftp_ade150_val \
+        --output-dir output/bench MODEL.WEIGHTS path/to/model.pth
+
+Semantic configs default to A-847, A-150, PC-459, PC-59 and PAS-20; panoptic ones to ADE20K
+panoptic. Each benchmark is evaluated with its own vocabulary. A benchmark whose files are missing
+is skipped with a message naming them; results are saved after every benchmark
+(results.json, results.md, results.csv in --output-dir), so an interruption loses nothing done.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.utils.logger import setup_logger
+
+from maft_plus.checkpoint import MAFTPlusCheckpointer
+from maft_plus.config import setup_cfg
+from maft_plus.data.datasets import register_builtin_datasets
+from maft_plus.data.datasets.requirements import missing_files_message
+from maft_plus.data.prepare import write_atomically
+from maft_plus.evaluation.loop import evaluate_datasets
+from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
+from maft_plus.evaluation.report import results_table, to_csv, to_markdown
+from maft_plus.modeling import MAFTPlus
+
+logger = logging.getLogger("maft_plus")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--datasets", nargs="+", help="dataset names (default: by config type)")
+    parser.add_argument(
+        "--paper",
+        choices=sorted(PAPER_RESULTS),
+        help="published numbers to compare with (default: guessed from the config file name)",
+    )
+    parser.add_argument(
+        "--vocabulary-file",
+        action="append",
+        default=[],
+        metavar="DATASET=FILE",
+        help="replace a dataset's class names by an id:name,synonym,... file (repeatable)",
+    )
+    parser.add_argument("--output-dir", default="output/benchmarks")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def parse_vocabulary_files(args: argparse.Namespace) -> dict[str, str]:
+    files = {}
+    for item in args.vocabulary_file:
+        dataset, sep, path = item.partition("=")
+        if not sep or not dataset or not path:
+            raise SystemExit(f"--vocabulary-file expects DATASET=FILE, got {item!r}")
+        files[dataset] = path
+    return files
+
+
+def guess_paper(config_file: str) -> str | None:
+    stem = Path(config_file).stem.removesuffix("_eval")
+    return stem if stem in PAPER_RESULTS else None
+
+
+def save(output_dir: Path, results: dict, paper_key: str | None) -> str:
+    """Write results.json/.md/.csv atomically; return the markdown table."""
+    rows = results_table(results, PAPER_RESULTS.get(paper_key) if paper_key else None)
+    markdown = to_markdown(rows)
+    outputs = {
+        "results.json": json.dumps(results, indent=2, default=float),
+        "results.md": markdown,
+        "results.csv": to_csv(rows),
+    }
+    for name, text in outputs.items():
+        write_atomically(output_dir / name, lambda f, text=text: Path(f).write_text(text))
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    setup_logger(name="maft_plus")
+    setup_logger(name="detectron2")
+    cfg = setup_cfg(args.config_file, args.opts)
+    register_builtin_datasets()
+    default = PANOPTIC_BENCHMARKS if cfg.MODEL.MAFT_PLUS.TEST.PANOPTIC_ON else SEMANTIC_BENCHMARKS
+    datasets = []
+    for name in args.datasets or default:
+        message = missing_files_message(name)
+        if name not in DatasetCatalog.list():
+            print(f"skipping {name}: no such dataset is registered")
+        elif message:
+            print(f"skipping {name}: {message}")
+        else:
+            datasets.append(name)
+    paper_key = args.paper or guess_paper(args.config_file)
+    output_dir = Path(args.output_dir)
+
+    model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
+    if cfg.MODEL.WEIGHTS:
+        MAFTPlusCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        print("MODEL.WEIGHTS is empty: evaluating the model as built (pretrained CLIP only)")
+    results: dict = {}
+
+    def keep(name: str, result: dict) -> None:
+        results[name] = result
+        save(output_dir, results, paper_key)
+
+    evaluate_datasets(
+        cfg, model, datasets, vocabulary_files=parse_vocabulary_files(args), on_result=keep
+    )
+    print(save(output_dir, results, paper_key))
+    print(f"saved results.json, results.md and results.csv to {output_dir}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
