@@ -158,7 +158,9 @@ def panoptic_inference(
 
     Returns:
         ``panoptic_seg``: (H, W) int32 segment ids, 0 where no segment;
-        ``segments_info``: one ``{"id", "category_id", "isthing"}`` dict per segment, ids from 1.
+        ``segments_info``: one ``{"id", "category_id", "isthing", "score"}`` dict per segment, ids
+        from 1; ``score`` is the class probability of the query (of the first one, for merged
+        stuff).
     """
     num_classes = _check_query_inputs("panoptic_inference", class_probs, mask_logits)
     _check_is_thing("panoptic_inference", is_thing, num_classes)
@@ -196,7 +198,14 @@ def panoptic_inference(
         if not isthing:
             stuff_ids[category] = segment_id
         panoptic_seg[segment] = segment_id
-        segments_info.append({"id": segment_id, "category_id": int(category), "isthing": isthing})
+        segments_info.append(
+            {
+                "id": segment_id,
+                "category_id": int(category),
+                "isthing": isthing,
+                "score": float(kept_scores[index]),  # the query's class probability
+            }
+        )
     return panoptic_seg, segments_info
 
 

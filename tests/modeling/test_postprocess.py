@@ -157,8 +157,8 @@ def test_panoptic_inference_hand_made_case() -> None:
     assert panoptic_seg.dtype == torch.int32
     assert torch.equal(panoptic_seg, expected)
     assert segments_info == [
-        {"id": 1, "category_id": 0, "isthing": True},
-        {"id": 2, "category_id": 1, "isthing": False},
+        {"id": 1, "category_id": 0, "isthing": True, "score": pytest.approx(0.90)},
+        {"id": 2, "category_id": 1, "isthing": False, "score": pytest.approx(0.80)},  # q1's
     ]
     assert all(type(info["isthing"]) is bool for info in segments_info)
 
@@ -169,13 +169,23 @@ def test_panoptic_inference_thresholds_change_the_result() -> None:
     panoptic_seg, segments_info = panoptic_inference(
         class_probs, mask_logits, IS_THING, overlap_threshold=0.1
     )
-    assert segments_info[-1] == {"id": 3, "category_id": 2, "isthing": True}
+    assert segments_info[-1] == {
+        "id": 3,
+        "category_id": 2,
+        "isthing": True,
+        "score": pytest.approx(0.5),
+    }
     assert torch.equal(torch.nonzero(panoptic_seg == 3), torch.tensor([[2, 0]]))
     # A lower score threshold keeps q3 (class 0, a thing) on its own block.
     panoptic_seg, segments_info = panoptic_inference(
         class_probs, mask_logits, IS_THING, object_mask_threshold=0.1
     )
-    assert segments_info[-1] == {"id": 3, "category_id": 0, "isthing": True}
+    assert segments_info[-1] == {
+        "id": 3,
+        "category_id": 0,
+        "isthing": True,
+        "score": pytest.approx(0.18),
+    }
     assert (panoptic_seg[2:4, 4:6] == 3).all()
 
 
