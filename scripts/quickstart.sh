@@ -10,10 +10,11 @@ bash "$REPO/scripts/setup.sh" --quiet --venv "$VENV"
 cd "$REPO"
 export HF_HUB_OFFLINE=1
 "$VENV/bin/python" datasets/prepare_synthetic.py
-OUT=output/tiny_synthetic
+OUT="${MAFT_QUICKSTART_OUTPUT:-output/tiny_synthetic}"
+DATA="${DETECTRON2_DATASETS:-datasets}/maftp_synthetic"
 "$VENV/bin/python" train_net.py --config-file configs/tiny/maftp_tiny_train.yaml OUTPUT_DIR "$OUT" "$@"
 "$VENV/bin/python" demo/demo.py --config-file configs/tiny/maftp_tiny.yaml \
-    --weights "$OUT/model_final.pth" --vocabulary-file datasets/maftp_synthetic/vocabulary.txt \
-    --input datasets/maftp_synthetic/images/val/00000.jpg datasets/maftp_synthetic/images/val/00001.jpg \
+    --weights "$OUT/model_final.pth" --vocabulary-file "$DATA/vocabulary.txt" \
+    --input "$DATA/images/val/00000.jpg" "$DATA/images/val/00001.jpg" \
     --output "$OUT/demo"
 echo "quickstart: segmented held-out images are in $OUT/demo/ (*_overlay.png)"
