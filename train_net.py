@@ -42,6 +42,33 @@ from maft_plus.solver import build_lr_scheduler, build_optimizer
 logger = logging.getLogger("maft_plus")
 
 
+class FiniteLossCheck:
+    """Stop at the first non-finite loss term, naming it and the iteration.
+
+    The check runs after backward and before the optimizer step (detectron2 writes metrics
+    there), so the weights are never updated with it and the last checkpoint stays the last good
+    one.
+    """
+
+    def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
+        bad = {k: float(v.detach()) for k, v in loss_dict.items() if not torch.isfinite(v).all()}
+        if bad:
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise FloatingPointError(
+                f"non-finite loss at iteration {self.iter}: {terms}; training stopped before the "
+                "optimizer step, so the last saved checkpoint is the last good state"
+            )
+        super()._write_metrics(loss_dict, data_time, prefix=prefix, iter=iter)
+
+
+class CheckedSimpleTrainer(FiniteLossCheck, SimpleTrainer):
+    pass
+
+
+class CheckedAMPTrainer(FiniteLossCheck, AMPTrainer):
+    pass
+
+
 class Trainer(DefaultTrainer):
     """detectron2's DefaultTrainer with MAFT+'s model, data, optimizer and checkpointer."""
 
@@ -66,7 +93,7 @@ class Trainer(DefaultTrainer):
                 broadcast_buffers=False,
                 find_unused_parameters=unwrap(model).objective.ma_weight == 0,  # CDT then idles
             )
-        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        trainer_class = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
         self._trainer = trainer_class(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = MAFTPlusCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))

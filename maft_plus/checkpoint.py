@@ -11,12 +11,15 @@ Anything else is an error that names the keys. Files are read as tensors only (n
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys
 from torch import nn
+
+from .data.prepare import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +151,26 @@ def load_maft_plus_weights(model: nn.Module, checkpoint: Mapping[str, Any]) -> l
 
 
 class MAFTPlusCheckpointer(DetectionCheckpointer):
-    """detectron2's checkpointer that reads official MAFT+ files strictly and tensors-only."""
+    """detectron2's checkpointer that reads official MAFT+ files strictly and tensors-only, and
+    writes atomically: a crash while saving never leaves a corrupt checkpoint or a
+    ``last_checkpoint`` tag that points to one."""
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = Path(self.save_dir) / basename
+        self.logger.info("Saving checkpoint to %s", path)
+        write_atomically(path, lambda tmp: torch.save(data, tmp))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = Path(self.save_dir) / "last_checkpoint"
+        write_atomically(path, lambda tmp: Path(tmp).write_text(last_filename_basename))
 
     def _load_file(self, filename: str) -> dict[str, Any]:
         if not filename.endswith((".pth", ".pt")):
