@@ -112,3 +112,13 @@ def test_inference_needs_a_vocabulary(tiny_model_factory):
     model.vocabulary = None
     with pytest.raises(RuntimeError, match="set_vocabulary"):
         model([{"image": torch.zeros(3, 32, 32)}])
+
+
+@pytest.mark.slow  # 56,000 prompts through the text tower: tokenizing alone takes ~30 s
+def test_thousands_of_classes(tiny_model):
+    names = [f"thing number {k}, object {k}" for k in range(2000)]
+    tiny_model.set_vocabulary(names)
+    with torch.no_grad():
+        sem_seg = tiny_model([{"image": torch.zeros(3, 32, 40, dtype=torch.uint8)}])[0]["sem_seg"]
+    assert sem_seg.shape == (2000, 32, 40)
+    assert torch.isfinite(sem_seg).all()
