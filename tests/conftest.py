@@ -10,6 +10,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import random  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import open_clip  # noqa: E402
@@ -36,6 +37,15 @@ def fixed_seeds() -> None:
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
+
+
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own $MAFT_PLUS_CACHE, so no disk cache outlives a test."""
+    cache_dir = tmp_path / "maft_plus_cache"
+    monkeypatch.setenv("MAFT_PLUS_CACHE", str(cache_dir))
+    monkeypatch.delenv("MAFT_PLUS_TEXT_CACHE", raising=False)
+    return cache_dir
 
 
 @pytest.fixture(params=TINY_CLIP_NAMES)

@@ -83,7 +83,10 @@ class MAFTPlus(nn.Module):
         self.void_embedding = nn.Embedding(1, backbone.embed_dim)  # learned "no object" text row
         self.token_layout = token_layout
         self.text_embedder = TextEmbedder(
-            encode_text=backbone.encode_text, batch_size=text_batch_size
+            encode_text=backbone.encode_text,
+            batch_size=text_batch_size,
+            # rows persist on disk, keyed by the text tower's identity (model, weights, dtype)
+            cache_identity=getattr(backbone, "text_identity", None),
         )
         self.register_buffer(
             "pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False

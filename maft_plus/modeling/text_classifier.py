@@ -1,16 +1,18 @@
 """Text classifier: a vocabulary's synonyms, through the 14 ViLD templates and the frozen CLIP text
-tower, to one unit-norm embedding per synonym, cached per synonym.
+tower, to one unit-norm embedding per synonym, cached per synonym in memory and on disk.
 
 Shapes: S synonyms in the vocabulary, P templates (14), N sentences, D CLIP embedding dim.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..data.vocabulary import Vocabulary
+from .text_embedding_cache import TextEmbeddingCache, disk_cache_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +39,24 @@ class TextEmbedder:
     """Maps a :class:`Vocabulary` to its (S, D) synonym embeddings, caching every synonym.
 
     A synonym's row: encode its P template sentences, L2-normalize each, average, L2-normalize
-    again. Rows of synonyms seen before (in any earlier vocabulary) come from the cache without
-    running the text encoder. The arithmetic is done in float32; rows are returned in the dtype and
-    on the device that ``encode_text`` gives. If the text tower moves device or changes weights,
-    call :meth:`clear_cache`.
+    again. Rows of synonyms seen before (in any earlier vocabulary) come from the in-memory cache
+    without running the text encoder; with ``cache_identity``, rows also persist on disk across
+    processes (see ``text_embedding_cache.py``). The arithmetic is done in float32; rows are
+    returned in the dtype and on the device that ``encode_text`` gives (rows read from disk: on
+    the device of the last encoded batch, else the CPU). If the text tower moves device or
+    changes weights, call :meth:`clear_cache` (the disk cache needs no clearing: its key follows
+    the identity).
 
     Args:
         encode_text: maps N sentences to their (N, D) un-normalized text embeddings.
         templates: P prompt templates, each with exactly one ``{}``.
-        batch_size: the most sentences passed to ``encode_text`` at once.
+        batch_size: the most sentences passed to ``encode_text`` at once. Sentences are sorted by
+            length first, so a batch holds sentences of similar length.
+        cache_identity: returns what, besides the sentence, determines ``encode_text``'s output
+            (e.g. ``CLIPConvNeXt.text_identity``); None: no disk cache.
+        disk_cache: False disables the disk cache (so does ``MAFT_PLUS_TEXT_CACHE=0``).
+        cache_dir: the disk cache folder; default ``$MAFT_PLUS_CACHE/text_embeddings``, read at
+            each lookup.
     """
 
     def __init__(
@@ -54,6 +65,9 @@ class TextEmbedder:
         encode_text: Callable[[list[str]], torch.Tensor],
         templates: Sequence[str] = TEMPLATES,
         batch_size: int = 256,
+        cache_identity: Callable[[], Mapping[str, object]] | None = None,
+        disk_cache: bool = True,
+        cache_dir: str | Path | None = None,
     ) -> None:
         if isinstance(templates, str) or not templates:
             raise ValueError(f"templates must be a non-empty sequence of strings: {templates!r}")
@@ -65,7 +79,12 @@ class TextEmbedder:
         self.encode_text = encode_text
         self.templates = tuple(templates)
         self.batch_size = batch_size
+        self.cache_identity = cache_identity
+        self.disk_cache = disk_cache
+        self.cache_dir = cache_dir
         self._cache: dict[str, torch.Tensor] = {}  # synonym -> (D,) unit-norm embedding
+        self._disk: TextEmbeddingCache | None = None  # the disk cache of the last identity seen
+        self._device: torch.device | None = None  # where encode_text put its last embeddings
 
     def __call__(self, vocabulary: Vocabulary) -> torch.Tensor:
         """Embed every synonym of ``vocabulary``.
@@ -77,19 +96,44 @@ class TextEmbedder:
             raise ValueError(f"expected a Vocabulary, got {type(vocabulary).__name__}")
         synonyms = vocabulary.synonyms
         new = [name for name in dict.fromkeys(synonyms) if name not in self._cache]
+        disk = self._disk_cache() if new else None
+        if disk is not None:
+            for name, row in disk.load(new).items():
+                self._cache[name] = row if self._device is None else row.to(self._device)
+            new = [name for name in new if name not in self._cache]
         if new:
-            self._cache.update(zip(new, self._encode(new), strict=True))
-        return torch.stack([self._cache[name] for name in synonyms])  # (S, D)
+            encoded = self._encode(new)  # (S', D)
+            self._device = encoded.device
+            self._cache.update(zip(new, encoded, strict=True))
+            if disk is not None:
+                disk.save(new, encoded)
+        rows = [self._cache[name] for name in synonyms]
+        return torch.stack([row.to(rows[-1].device) for row in rows])  # (S, D)
 
     def clear_cache(self) -> None:
-        """Forget every cached synonym embedding."""
+        """Forget every synonym embedding held in memory (the disk cache is keyed, not cleared)."""
         self._cache.clear()
+
+    def _disk_cache(self) -> TextEmbeddingCache | None:
+        """The disk cache of the current identity, or None when disabled."""
+        if self.cache_identity is None or not self.disk_cache or not disk_cache_enabled():
+            return None
+        identity = {**self.cache_identity(), "templates": list(self.templates)}
+        root = Path(self.cache_dir).expanduser() if self.cache_dir is not None else None
+        disk = TextEmbeddingCache(identity=identity, root=root)
+        if self._disk is None or self._disk.directory != disk.directory:
+            self._disk = disk  # a new identity or folder: start from its files
+        return self._disk
 
     def _encode(self, synonyms: list[str]) -> torch.Tensor:
         """(S', D) embeddings of ``synonyms``, running ``encode_text`` in batches of sentences."""
         num_templates = len(self.templates)
         sentences = [t.replace("{}", name) for name in synonyms for t in self.templates]  # S'*P
         owners = torch.arange(len(synonyms)).repeat_interleave(num_templates)  # (S'*P,)
+        # similar lengths in a batch let a truncating encoder stop early; rows go to their owner
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        sentences = [sentences[i] for i in order]
+        owners = owners[order]  # (S'*P,)
         sums: torch.Tensor | None = None  # (S', D) sum of unit-norm sentence embeddings
         out_dtype = None
         for start in range(0, len(sentences), self.batch_size):

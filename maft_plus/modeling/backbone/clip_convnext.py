@@ -1,6 +1,7 @@
 """CLIP-V: an open_clip ConvNeXt CLIP as a detectron2 Backbone, with frozen heads and text tower.
 
-Shapes: B batch, C channels, H x W padded input, N regions or sentences, D CLIP joint dim.
+Shapes: B batch, C channels, H x W padded input, N regions or sentences, D CLIP joint dim,
+L token positions, W text-tower width.
 
 The whole open_clip model lives in ``self.clip_model`` so that its state-dict keys are the released
 checkpoints' ``backbone.clip_model.*``. Trainable: the visual trunk's stem and four stages (or the
@@ -9,13 +10,16 @@ the trunk's pooling head and ``visual.head`` (the region head; gradients still f
 the trunk), the text tower and ``logit_scale`` (SPEC section 2).
 """
 
+import hashlib
 import logging
+import os
 from collections.abc import Sequence
 
 import open_clip
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
+from open_clip.transformer import text_global_pool
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,67 @@ def create_clip(model_name: str, pretrained: str) -> nn.Module:
             "hub on first use, which needs network access (and HF_HUB_OFFLINE unset); a local "
             "open_clip weight file path also works, and '' builds random weights."
         ) from exc
+
+
+def pooled_positions(clip_model: nn.Module, tokens: torch.Tensor) -> torch.Tensor | None:
+    """Where each sentence's text embedding is read, or None if the tower allows no truncation.
+
+    Truncating a batch after its last pooled token is exact only for a causal text tower (no token
+    sees a later one) that pools at a token position: open_clip's 'argmax' (the end-of-text token
+    has the largest id) or 'eos' pooling.
+
+    Args:
+        tokens: (N, L) token ids, zero-padded to the context length.
+
+    Returns:
+        (N,) the pooled position of each sentence, or None.
+    """
+    if getattr(clip_model, "attn_mask", None) is None or not hasattr(clip_model, "transformer"):
+        return None  # not open_clip's CLIP with a causal text tower (e.g. CustomTextCLIP, HF text)
+    pool_type = getattr(clip_model, "text_pool_type", None)
+    if pool_type == "argmax":
+        return tokens.argmax(dim=-1)
+    eos_id = getattr(clip_model, "text_eos_id", None)
+    if pool_type == "eos" and eos_id is not None:
+        return (tokens == eos_id).int().argmax(dim=-1)
+    return None  # 'first' / 'last' pooling reads a fixed position: keep the full length
+
+
+def encode_tokens_truncated(clip_model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP text embeddings of ``tokens``, running only the positions up to the last pooled one.
+
+    Same result as ``clip_model.encode_text(tokens)`` (up to float rounding), through the same
+    open_clip modules: token embedding, positional embedding, the transformer with its causal mask
+    cropped to L x L, ``ln_final``, pooling at the end-of-text token, text projection.
+
+    Args:
+        tokens: (N, L0) token ids of a causal, token-pooled tower (see ``pooled_positions``).
+
+    Returns:
+        (N, D) text embeddings (not normalized).
+    """
+    positions = pooled_positions(clip_model, tokens)
+    if positions is None:
+        raise ValueError("this CLIP text tower cannot be truncated; use clip_model.encode_text")
+    length = int(positions.max()) + 1
+    tokens = tokens[:, :length]  # (N, L): later positions cannot change the pooled token
+    cast_dtype = clip_model.transformer.get_cast_dtype()
+    x = clip_model.token_embedding(tokens).to(cast_dtype)  # (N, L, W)
+    x = x + clip_model.positional_embedding[:length].to(cast_dtype)  # (N, L, W)
+    causal_mask = clip_model.attn_mask[:length, :length]  # (L, L) additive, -inf above diagonal
+    # open_clip's Transformer takes (N, L, W) and transposes to (L, N, W) itself when its
+    # blocks are not batch_first, so the input layout is the same either way.
+    x = clip_model.transformer(x, attn_mask=causal_mask)  # (N, L, W)
+    x = clip_model.ln_final(x)  # (N, L, W)
+    pooled = text_global_pool(
+        x, tokens, clip_model.text_pool_type, eos_token_id=getattr(clip_model, "text_eos_id", None)
+    )  # (N, W)
+    projection = clip_model.text_projection
+    if projection is None:
+        return pooled
+    if isinstance(projection, nn.Linear):
+        return projection(pooled)  # (N, D)
+    return pooled @ projection  # (N, D)
 
 
 def run_trunk(trunk: nn.Module, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -76,8 +141,11 @@ class CLIPConvNeXt(Backbone):
                 f"got {list(trainable_stages)}"
             )
         self.model_name = model_name
+        self.pretrained = pretrained
         self.trainable_stages = tuple(sorted(set(trainable_stages)))
         self.clip_model = create_clip(model_name, pretrained)
+        self._built_text_versions = self._text_versions()  # to notice later weight loads
+        self._text_hash: tuple[tuple[int, ...], str] | None = None  # (versions, sha256)
         trunk = self.clip_model.visual.trunk
         if not hasattr(trunk, "stages") or len(trunk.feature_info) != 4:
             raise ValueError(f"{model_name!r} is not a four-stage ConvNeXt CLIP")
@@ -148,16 +216,94 @@ class CLIPConvNeXt(Backbone):
         visual = self.clip_model.visual
         return visual.head(visual.trunk.head(pooled))
 
-    def encode_text(self, sentences: list[str]) -> torch.Tensor:
+    def encode_text(
+        self, sentences: list[str], *, truncate: bool = True, batch_size: int = 0
+    ) -> torch.Tensor:
         """Embed sentences with CLIP's frozen text tower.
 
+        Args:
+            sentences: N sentences.
+            truncate: run each batch only up to its longest sentence (exact for CLIP's causal,
+                end-of-text-pooled tower; see ``encode_tokens_truncated``), with sentences sorted
+                by token length so batches hold similar lengths. False: the full context length
+                through ``clip_model.encode_text``.
+            batch_size: the most sentences run at once; 0 runs all N together.
+
         Returns:
-            (N, D) text embeddings (not normalized), on the model's device.
+            (N, D) text embeddings (not normalized) in ``sentences`` order, on the model's device.
         """
-        device = self.clip_model.text_projection.device
+        if not sentences:
+            raise ValueError("encode_text needs at least one sentence, got an empty list")
+        if batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        device = self.clip_model.positional_embedding.device
         tokens = self._tokenizer(sentences).to(device)  # (N, context length)
+        positions = pooled_positions(self.clip_model, tokens) if truncate else None
+        step = batch_size or max(len(sentences), 1)
         with torch.no_grad():
-            return self.clip_model.encode_text(tokens)
+            if positions is None:
+                batches = [
+                    self.clip_model.encode_text(tokens[i : i + step])
+                    for i in range(0, len(tokens), step)
+                ]
+                return torch.cat(batches)  # (N, D)
+            order = torch.argsort(positions, stable=True)  # (N,) shortest sentences first
+            embeds = None
+            for start in range(0, len(order), step):
+                index = order[start : start + step]  # (n,)
+                batch = encode_tokens_truncated(self.clip_model, tokens[index])  # (n, D)
+                if embeds is None:
+                    embeds = batch.new_empty(len(order), batch.shape[1])  # (N, D)
+                embeds[index] = batch  # back to the order of ``sentences``
+            return embeds
+
+    def _text_parameters(self) -> list[tuple[str, torch.Tensor]]:
+        """The text tower's parameters: every CLIP parameter outside the visual tower and logits."""
+        skipped = ("visual.", "logit_scale", "logit_bias")
+        return [
+            (name, param)
+            for name, param in self.clip_model.named_parameters()
+            if not name.startswith(skipped)
+        ]
+
+    def _text_versions(self) -> tuple[int, ...]:
+        """In-place-write counters of the text-tower parameters (``load_state_dict`` bumps them)."""
+        return tuple(param._version for _, param in self._text_parameters())
+
+    def text_identity(self) -> dict[str, str]:
+        """What, besides the sentences, determines ``encode_text``: a key for cached embeddings.
+
+        The weights are named by the pretrained tag, or a weight file's path, size and mtime, as
+        long as no text-tower parameter was written since the model was built; otherwise (random
+        init, or weights loaded later, e.g. from a MAFT+ checkpoint) by a sha256 of the text-tower
+        parameters, computed once per change.
+        """
+        versions = self._text_versions()
+        if self.pretrained and versions == self._built_text_versions:
+            path = os.path.abspath(os.path.expanduser(self.pretrained))
+            if os.path.isfile(path):
+                stat = os.stat(path)
+                weights = f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+            else:
+                weights = f"tag:{self.pretrained}"
+        else:
+            if self._text_hash is None or self._text_hash[0] != versions:
+                self._text_hash = (versions, self._hash_text_tower())
+            weights = f"sha256:{self._text_hash[1]}"
+        return {
+            "clip_model": self.model_name,
+            "weights": weights,
+            "dtype": str(self.clip_model.positional_embedding.dtype),
+            "open_clip": open_clip.__version__,
+        }
+
+    def _hash_text_tower(self) -> str:
+        digest = hashlib.sha256()
+        for name, param in self._text_parameters():
+            data = param.detach().cpu().contiguous()
+            digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+            digest.update(data.view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     @property
     def logit_scale(self) -> torch.Tensor:
