@@ -122,14 +122,20 @@ def semantic_inference(
 
     out_h, out_w = output_size
     sem_seg = masks.new_empty((num_classes, out_h, out_w))  # (K, H, W)
+    masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, image H*W), a copy only if cropped
+    probs_t = probs.t()  # (K, Q)
+    resize = tuple(masks.shape[-2:]) != (out_h, out_w)
     for start in range(0, num_classes, chunk_size):
         stop = min(start + chunk_size, num_classes)
-        chunk = torch.einsum("qk,qhw->khw", probs[:, start:stop], masks)  # (k, image H, image W)
-        if tuple(chunk.shape[-2:]) != (out_h, out_w):
-            chunk = F.interpolate(
-                chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False
-            )[0]  # (k, H, W)
-        sem_seg[start:stop] = chunk
+        if not resize:  # the product goes straight into the output: no chunk copy
+            out = sem_seg[start:stop].view(stop - start, -1)  # (k, H*W), a view of sem_seg
+            torch.mm(probs_t[start:stop], masks_flat, out=out)
+            continue
+        chunk = probs_t[start:stop] @ masks_flat  # (k, image H*W)
+        chunk = chunk.view(stop - start, *masks.shape[-2:])  # (k, image H, image W)
+        sem_seg[start:stop] = F.interpolate(
+            chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False
+        )[0]  # (k, H, W)
     return sem_seg
 
 

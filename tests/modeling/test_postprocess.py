@@ -73,14 +73,23 @@ def test_semantic_inference_hand_computed() -> None:
     torch.testing.assert_close(sem, expected, rtol=0, atol=1e-6)
 
 
+# Sizes: resized output; output = unpadded input (products written straight into the output);
+# no padding and no resize (the benchmark's case).
+SEMANTIC_SIZES = [
+    dict(padded_size=(24, 32), image_size=(21, 27), output_size=(37, 45)),
+    dict(padded_size=(24, 32), image_size=(21, 27), output_size=(21, 27)),
+    dict(padded_size=(24, 32), image_size=(24, 32), output_size=(24, 32)),
+]
+
+
+@pytest.mark.parametrize("sizes", SEMANTIC_SIZES)
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 64])
-def test_semantic_inference_matches_naive_reference(chunk_size: int) -> None:
+def test_semantic_inference_matches_naive_reference(chunk_size: int, sizes: dict) -> None:
     num_queries, num_classes = 5, 7
     class_probs = torch.randn(num_queries, num_classes + 1).softmax(-1)  # (Q, K+1)
     mask_logits = torch.randn(num_queries, 6, 8) * 4  # (Q, h, w)
-    sizes = dict(padded_size=(24, 32), image_size=(21, 27), output_size=(37, 45))
     sem = semantic_inference(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
-    assert sem.shape == (num_classes, 37, 45)
+    assert sem.shape == (num_classes, *sizes["output_size"])
     expected = _naive_semantic(class_probs, mask_logits, **sizes)
     torch.testing.assert_close(sem, expected, rtol=1e-6, atol=1e-6)
 

@@ -1,0 +1,57 @@
+"""tools/benchmark.py with the tiny model: every measurement runs and reports positive numbers."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "tools" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
+    output = tmp_path / "bench" / "results.json"
+    tool = load_tool()
+    results = tool.main(
+        [
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+            *("--size", "64", "--warmup", "0", "--repeats", "1", "--threads", "1"),
+            *("--vocabulary", "20", "--train-batch", "1", "--train-segments", "3"),
+            *("--loss-segments", "2", "6", "--loss-size", "64", "--loss-queries", "8"),
+            *("--output", str(output)),
+        ]
+    )
+    saved = json.loads(output.read_text())
+    assert saved == json.loads(json.dumps(results))
+    (inference,) = saved["inference"]
+    assert (inference["num_classes"], inference["num_synonyms"]) == (20, 24)
+    for key in ("trunk_ms", "inference_ms", "ratio", "images_per_s", "peak_memory_mib"):
+        assert inference[key] > 0, key
+    assert inference["sem_seg_output_mib"] == 20 * 64 * 64 * 4 / 2**20
+    train = saved["train"]
+    assert (train["batch"], train["size"]) == (1, 64)
+    for key in ("step_ms", "images_per_s", "peak_memory_mib"):
+        assert train[key] > 0, key
+    assert [row["segments"] for row in saved["loss_memory"]] == [2, 6]
+    for row in saved["loss_memory"]:
+        assert row["time_ms"] > 0 and row["peak_memory_mib"] > 0
+        assert row["mask_buffer_mib"] == 8 * 64 * 64 * 4 / 2**20
+    assert "text tower not timed" in saved["text_embeddings"]
+    assert saved["targets"] and all(t.startswith(("PASS", "MISS")) for t in saved["targets"])
+    printed = capsys.readouterr().out
+    assert "| inference 20 synthetic classes | 20 | 24 |" in printed
+    assert "L_ma, 6 segments" in printed
+
+
+def test_synthetic_vocabularies_follow_ade150_synonym_counts():
+    tool = load_tool()
+    names, source = tool.vocabulary_names("300")
+    assert len(names) == 300 and source == "300 synthetic classes"
+    counts = [len(name.split(",")) for name in names]
+    assert counts[:150] == counts[150:]  # ADE-150's per-class counts, cycled
+    assert sum(counts[:150]) == 225
