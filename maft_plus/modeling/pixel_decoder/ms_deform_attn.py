@@ -43,20 +43,18 @@ def ms_deform_attn(
         )
     value_levels = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2 * sampling_locations - 1  # (B, Q, M, L, P, 2) in grid_sample's [-1, 1]
-    samples = []
+    weights = attention_weights.transpose(1, 2).flatten(0, 1)  # (B*M, Q, L, P)
+    output = None
+    # Weigh and sum each level's samples as they come: no (B*M, Dh, Q, L*P) concatenation.
     for level, (height, width) in enumerate(spatial_shapes):
         value_map = value_levels[level].flatten(2).transpose(1, 2)  # (B, M*Dh, h_l*w_l)
         value_map = value_map.reshape(batch * num_heads, head_dim, height, width)  # (B*M, Dh, h, w)
         grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*M, Q, P, 2)
-        samples.append(
-            F.grid_sample(
-                value_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-            )  # (B*M, Dh, Q, P)
-        )
-    stacked = torch.stack(samples, dim=-2).flatten(-2)  # (B*M, Dh, Q, L*P)
-    weights = attention_weights.transpose(1, 2)  # (B, M, Q, L, P)
-    weights = weights.reshape(batch * num_heads, 1, num_queries, num_levels * num_points)
-    output = (stacked * weights).sum(dim=-1)  # (B*M, Dh, Q)
+        sampled = F.grid_sample(
+            value_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # (B*M, Dh, Q, P)
+        level_sum = (sampled * weights[:, None, :, level]).sum(dim=-1)  # (B*M, Dh, Q)
+        output = level_sum if output is None else output + level_sum
     output = output.view(batch, num_heads * head_dim, num_queries)  # (B, M*Dh, Q)
     return output.transpose(1, 2).contiguous()  # (B, Q, M*Dh)
 
