@@ -172,10 +172,28 @@ class MAFTPlusCheckpointer(DetectionCheckpointer):
         path = Path(self.save_dir) / "last_checkpoint"
         write_atomically(path, lambda tmp: Path(tmp).write_text(last_filename_basename))
 
+    def __init__(
+        self, model: nn.Module, save_dir: str = "", *, allow_pickle: bool = False, **kwargs
+    ):
+        """
+        Args:
+            allow_pickle: also read files that need unpickling (detectron2 ``.pkl`` files, or
+                ``.pth`` files holding more than tensors). Unpickling runs code from the file:
+                only for trusted files.
+        """
+        super().__init__(model, save_dir, **kwargs)
+        self.allow_pickle = allow_pickle
+
     def _load_file(self, filename: str) -> dict[str, Any]:
         if not filename.endswith((".pth", ".pt")):
+            if not self.allow_pickle:
+                raise ValueError(
+                    f"{filename} is not a .pth/.pt file; other formats (e.g. detectron2 .pkl) are "
+                    "unpickled, which runs code from the file: pass allow_pickle=True (only for "
+                    "trusted files) or convert it to a .pth state dict"
+                )
             return super()._load_file(filename)
-        checkpoint = load_state_dict_file(filename)
+        checkpoint = load_state_dict_file(filename, allow_pickle=self.allow_pickle)
         if "model" not in checkpoint:  # a flat (released) state dict
             checkpoint = {"model": checkpoint}
         return checkpoint

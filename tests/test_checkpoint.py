@@ -173,3 +173,19 @@ def test_random_large_checkpoint_from_the_contract_loads(tmp_path):
     torch.testing.assert_close(
         model.cdt.layers[0].proj.weight, torch.load(path)["cdt.cross_atten.MLP.weight"]
     )
+
+
+def test_pickle_formats_need_an_explicit_opt_in(tmp_path):
+    import pickle
+
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in model.state_dict().items()}}))
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        MAFTPlusCheckpointer(model).load(str(path))
+    pth = tmp_path / "extra.pth"
+    torch.save({"model": model.state_dict(), "note": NotATensor()}, pth)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        MAFTPlusCheckpointer(model).load(str(pth))
+    loaded = MAFTPlusCheckpointer(model, allow_pickle=True)._load_file(str(pth))
+    assert "note" in loaded
