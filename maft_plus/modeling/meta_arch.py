@@ -170,7 +170,7 @@ class MAFTPlus(nn.Module):
         """(S+1, D) L2-normalized text rows of the current vocabulary, the learned void row last."""
         if self.vocabulary is None:
             raise RuntimeError("no vocabulary: call model.set_vocabulary(names) before inference")
-        text = self.text_embedder(self.vocabulary).to(self.device)  # (S, D), cached per synonym
+        text = self.text_embedder(self.vocabulary).to(self.device)  # (S, D), cached per vocabulary
         void = F.normalize(self.void_embedding.weight, dim=-1)  # (1, D)
         return torch.cat([text, void], dim=0)  # (S+1, D)
 

@@ -85,6 +85,8 @@ class TextEmbedder:
         self._cache: dict[str, torch.Tensor] = {}  # synonym -> (D,) unit-norm embedding
         self._disk: TextEmbeddingCache | None = None  # the disk cache of the last identity seen
         self._device: torch.device | None = None  # where encode_text put its last embeddings
+        # The last vocabulary and its stacked (S, D) rows: a repeated vocabulary is one lookup.
+        self._last: tuple[Vocabulary, torch.Tensor] | None = None
 
     def __call__(self, vocabulary: Vocabulary) -> torch.Tensor:
         """Embed every synonym of ``vocabulary``.
@@ -94,6 +96,8 @@ class TextEmbedder:
         """
         if not isinstance(vocabulary, Vocabulary):
             raise ValueError(f"expected a Vocabulary, got {type(vocabulary).__name__}")
+        if self._last is not None and self._last[0] == vocabulary:
+            return self._last[1]
         synonyms = vocabulary.synonyms
         new = [name for name in dict.fromkeys(synonyms) if name not in self._cache]
         disk = self._disk_cache() if new else None
@@ -108,11 +112,14 @@ class TextEmbedder:
             if disk is not None:
                 disk.save(new, encoded)
         rows = [self._cache[name] for name in synonyms]
-        return torch.stack([row.to(rows[-1].device) for row in rows])  # (S, D)
+        stacked = torch.stack([row.to(rows[-1].device) for row in rows])  # (S, D)
+        self._last = (vocabulary, stacked)
+        return stacked
 
     def clear_cache(self) -> None:
         """Forget every synonym embedding held in memory (the disk cache is keyed, not cleared)."""
         self._cache.clear()
+        self._last = None
 
     def _disk_cache(self) -> TextEmbeddingCache | None:
         """The disk cache of the current identity, or None when disabled."""

@@ -173,3 +173,20 @@ def test_real_tiny_clip_text_tower(tiny_clip, tiny_clip_name):
         expected = F.normalize(F.normalize(tiny_clip.encode_text(sentences), dim=-1).mean(0), dim=0)
     torch.testing.assert_close(embeds[2], expected)
     assert not torch.allclose(embeds[0], embeds[1])
+
+
+def test_a_repeated_vocabulary_returns_the_same_stacked_rows():
+    calls = []
+
+    def encode(sentences):
+        calls.append(len(sentences))
+        return torch.randn(len(sentences), 8)
+
+    embedder = TextEmbedder(encode_text=encode)
+    vocab = Vocabulary.from_names(["cat, kitty", "dog"])
+    first = embedder(vocab)
+    assert embedder(Vocabulary.from_names(["cat, kitty", "dog"])) is first  # no re-stacking
+    other = embedder(Vocabulary.from_names(["dog", "cat, kitty"]))
+    torch.testing.assert_close(other, first[[2, 0, 1]])
+    embedder.clear_cache()
+    assert embedder(vocab) is not first
