@@ -141,7 +141,8 @@ class MAFTPlusPixelDecoder(nn.Module):
             multi_scale_features = self.transformer(srcs, pos_embeds)  # strides 32, 16, 8
             lateral = self.adapter_1(features[FPN_FEATURE].float())  # (B, C, H/4, W/4)
             upsampled = F.interpolate(
-                multi_scale_features[-1],
+                # NCHW first: upsampling the encoder's channels-last strided map is ~8x slower
+                multi_scale_features[-1].contiguous(),
                 size=lateral.shape[-2:],
                 mode="bilinear",
                 align_corners=False,

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from maft_plus.modeling.pixel_decoder import (
     MultiScaleDeformableAttention,
@@ -77,6 +78,51 @@ def test_matches_explicit_bilinear_loops_inside_and_outside_the_maps():
     out = ms_deform_attn(value, spatial_shapes, locations, single_weight)
     last_pixel_level1 = value[0, num_tokens - 1, 1]  # (2, 3) map, pixel (1, 2)
     torch.testing.assert_close(out[0, 1, head_dim:], 0.25 * last_pixel_level1)
+
+
+def ms_deform_attn_grid_sample(value, spatial_shapes, locations, weights) -> torch.Tensor:
+    """The plain formulation: grid_sample every level, weigh the samples, sum (reference)."""
+    batch, _, num_heads, head_dim = value.shape
+    num_queries = locations.shape[1]
+    output = 0
+    levels = value.split([h * w for h, w in spatial_shapes], dim=1)
+    for level, (height, width) in enumerate(spatial_shapes):
+        value_map = levels[level].permute(0, 2, 3, 1)  # (B, M, Dh, h*w)
+        value_map = value_map.reshape(batch * num_heads, head_dim, height, width)
+        grid = 2 * locations[:, :, :, level].transpose(1, 2).flatten(0, 1) - 1  # (B*M, Q, P, 2)
+        sampled = F.grid_sample(value_map, grid, mode="bilinear", align_corners=False)
+        level_weights = weights[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*M, Q, P)
+        output = output + (sampled * level_weights[:, None]).sum(-1)  # (B*M, Dh, Q)
+    output = output.view(batch, num_heads, head_dim, num_queries)
+    return output.permute(0, 3, 1, 2).flatten(2)  # (B, Q, M*Dh)
+
+
+def test_matches_grid_sample_at_pixel_decoder_like_shapes():
+    """The fused path gives the plain grid_sample path's values (fp32 rounding apart)."""
+    torch.manual_seed(0)
+    spatial_shapes = [(5, 7), (10, 14), (20, 28)]
+    batch, num_heads, head_dim, num_points = 2, 4, 8, 4
+    num_tokens = sum(h * w for h, w in spatial_shapes)
+    value = torch.randn(batch, num_tokens, num_heads, head_dim)
+    locations = torch.rand(batch, num_tokens, num_heads, 3, num_points, 2) * 1.4 - 0.2
+    weights = torch.rand(batch, num_tokens, num_heads, 3, num_points).softmax(dim=-1)
+    ours = ms_deform_attn(value, spatial_shapes, locations, weights)
+    plain = ms_deform_attn_grid_sample(value, spatial_shapes, locations, weights)
+    torch.testing.assert_close(ours, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_match_finite_differences_for_values_locations_and_weights():
+    torch.manual_seed(0)
+    spatial_shapes = [(3, 4), (2, 3)]
+    num_tokens = sum(h * w for h, w in spatial_shapes)
+    value = torch.randn(1, num_tokens, 2, 3, dtype=torch.float64, requires_grad=True)
+    # away from integer pixel coordinates, where bilinear sampling has a kink
+    locations = torch.rand(1, 4, 2, 2, 2, 2, dtype=torch.float64) * 1.6 - 0.3
+    locations.requires_grad_(True)
+    weights = torch.rand(1, 4, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda v, loc, w: ms_deform_attn(v, spatial_shapes, loc, w), (value, locations, weights)
+    )
 
 
 def test_rejects_spatial_shapes_that_do_not_match_the_value():
