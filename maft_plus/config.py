@@ -106,7 +106,11 @@ def add_maft_plus_config(cfg: CN) -> None:
 
     # Inference (paper section 4.4 / Mask2Former post-processing).
     m.TEST = CN()
-    m.TEST.SEMANTIC_ON = True  # output "sem_seg": (K, height, width) class scores
+    m.TEST.SEMANTIC_ON = True  # semantic output, in the form SEMANTIC_OUTPUT names
+    # "labels": "sem_seg_labels" (height, width) int64 argmax class and "sem_seg_confidence" (its
+    # score); memory does not grow with the classes. "scores": detectron2's "sem_seg" (K, height,
+    # width) class scores, K times the memory (what detectron2's own SemSegEvaluator reads).
+    m.TEST.SEMANTIC_OUTPUT = "labels"
     m.TEST.PANOPTIC_ON = False  # output "panoptic_seg": (id map, segments_info)
     m.TEST.INSTANCE_ON = False  # output "instances": detectron2 Instances
     m.TEST.OBJECT_MASK_THRESHOLD = 0.2  # panoptic: minimum class score of a kept query

@@ -282,14 +282,19 @@ def to_prediction(
     """Convert one image's MAFTPlus output dict (detectron2 format) into a :class:`Prediction`.
 
     Args:
-        output: semantic: ``sem_seg`` (K, H, W); panoptic: ``panoptic_seg`` ((H, W) ids,
+        output: semantic: ``sem_seg_labels`` (H, W) with ``sem_seg_confidence`` (H, W), or
+            ``sem_seg`` (K, H, W) scores; panoptic: ``panoptic_seg`` ((H, W) ids,
             segments_info with scores); instance: ``instances``.
         vocabulary: the K classes the model segmented.
         task: "semantic", "panoptic" or "instance".
         min_score: instance task: the lowest instance score kept.
     """
     if task == "semantic":
-        return _semantic_prediction(output["sem_seg"], vocabulary)
+        if "sem_seg_labels" in output:
+            labels, scores = output["sem_seg_labels"], output["sem_seg_confidence"]
+        else:
+            scores, labels = output["sem_seg"].max(dim=0)  # (H, W), (H, W)
+        return _semantic_prediction(labels, scores, vocabulary)
     if task == "panoptic":
         return _panoptic_prediction(output["panoptic_seg"], vocabulary)
     if task == "instance":
@@ -298,10 +303,9 @@ def to_prediction(
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
-def _semantic_prediction(sem_seg: torch.Tensor, vocab: Vocabulary) -> Prediction:
-    """sem_seg: (K, H, W) class scores."""
-    scores, labels = sem_seg.max(dim=0)  # (H, W), (H, W)
-    num_classes = sem_seg.shape[0]
+def _semantic_prediction(labels: torch.Tensor, scores: torch.Tensor, vocab: Vocabulary):
+    """labels: (H, W) class ids; scores: (H, W) their scores. A segment's score is the mean."""
+    num_classes = vocab.num_classes
     counts = torch.bincount(labels.flatten(), minlength=num_classes)  # (K,)
     sums = torch.bincount(
         labels.flatten(), weights=scores.flatten().double(), minlength=num_classes

@@ -98,14 +98,19 @@ def test_semantic_conversion_exact():
     sem_seg = torch.tensor(
         [[[0.9, 0.1], [0.2, 0.0]], [[0.0, 0.8], [0.6, 0.0]], [[0.1, 0.1], [0.2, 0.0]]]
     )  # (3, 2, 2); class c wins nowhere, class a also at the all-zero pixel (first argmax)
-    prediction = to_prediction({"sem_seg": sem_seg}, vocab, "semantic")
-    assert prediction.label_map.tolist() == [[0, 1], [1, 0]]
-    assert [(s.label, s.name, s.is_thing) for s in prediction.segments] == [
-        (0, "a", True),
-        (1, "b", False),
-    ]
-    assert prediction.segments[0].score == pytest.approx(0.45)
-    assert prediction.segments[1].score == pytest.approx(0.7)
+    scores, labels = sem_seg.max(dim=0)
+    for output in (
+        {"sem_seg": sem_seg},  # TEST.SEMANTIC_OUTPUT "scores"
+        {"sem_seg_labels": labels, "sem_seg_confidence": scores},  # "labels"
+    ):
+        prediction = to_prediction(output, vocab, "semantic")
+        assert prediction.label_map.tolist() == [[0, 1], [1, 0]]
+        assert [(s.label, s.name, s.is_thing) for s in prediction.segments] == [
+            (0, "a", True),
+            (1, "b", False),
+        ]
+        assert prediction.segments[0].score == pytest.approx(0.45)
+        assert prediction.segments[1].score == pytest.approx(0.7)
 
 
 def test_panoptic_conversion_exact():

@@ -60,6 +60,8 @@ class MAFTPlusHead(nn.Module):
         text_embeds: torch.Tensor,
         synonym_to_class: torch.Tensor,
         num_classes: int,
+        *,
+        with_aux: bool = True,
     ) -> dict:
         """Class-agnostic mask proposals with in-vocabulary class logits.
 
@@ -68,12 +70,18 @@ class MAFTPlusHead(nn.Module):
             text_embeds: (S+1, D) L2-normalized text rows, void last (not image-conditioned).
             synonym_to_class: (S,) class index of each synonym.
             num_classes: K.
+            with_aux: also predict ``aux_outputs`` (training); inference needs only the last.
 
         Returns:
             ``pred_logits`` (B, Q, K+1), ``pred_masks`` (B, Q, H/4, W/4) and ``aux_outputs``, the
-            same for each earlier decoder layer.
+            same for each earlier decoder layer (empty without ``with_aux``).
         """
         mask_features, multi_scale_features = self.pixel_decoder(features)
         return self.predictor(
-            multi_scale_features, mask_features, text_embeds, synonym_to_class, num_classes
+            multi_scale_features,
+            mask_features,
+            text_embeds,
+            synonym_to_class,
+            num_classes,
+            with_aux=with_aux,
         )

@@ -26,6 +26,7 @@ from .postprocess import (
     instance_inference,
     panoptic_inference,
     semantic_inference,
+    semantic_labels,
 )
 from .text_classifier import TextEmbedder
 from .text_mlp_adapter import TextMLPAdapter
@@ -33,6 +34,7 @@ from .transformer_decoder import synonym_logits_to_class_logits
 
 logger = logging.getLogger(__name__)
 
+SEMANTIC_OUTPUTS = ("labels", "scores")  # see MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT
 TEACHER_PREFIX = "teacher."  # never saved: rebuilt from the pretrained tag when training
 
 
@@ -53,6 +55,7 @@ class MAFTPlus(nn.Module):
         pixel_std: Sequence[float],
         size_divisibility: int,
         semantic_on: bool,
+        semantic_output: str,
         panoptic_on: bool,
         instance_on: bool,
         object_mask_threshold: float,
@@ -73,6 +76,11 @@ class MAFTPlus(nn.Module):
         super().__init__()
         if objective is not None and objective.needs_teacher and teacher is None:
             raise ValueError("L_rc (LOSS.RC_WEIGHT > 0) needs the frozen teacher CLIP-V")
+        if semantic_output not in SEMANTIC_OUTPUTS:
+            raise ValueError(
+                f"MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT must be one of {SEMANTIC_OUTPUTS}, "
+                f"got {semantic_output!r}"
+            )
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError(
                 "enable at least one of MODEL.MAFT_PLUS.TEST.{SEMANTIC,PANOPTIC,INSTANCE}_ON"
@@ -94,6 +102,7 @@ class MAFTPlus(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
         self.semantic_on = semantic_on
+        self.semantic_output = semantic_output
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
         self.object_mask_threshold = object_mask_threshold
@@ -144,6 +153,7 @@ class MAFTPlus(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": m.SIZE_DIVISIBILITY,
             "semantic_on": m.TEST.SEMANTIC_ON,
+            "semantic_output": m.TEST.SEMANTIC_OUTPUT,
             "panoptic_on": m.TEST.PANOPTIC_ON,
             "instance_on": m.TEST.INSTANCE_ON,
             "object_mask_threshold": m.TEST.OBJECT_MASK_THRESHOLD,
@@ -203,13 +213,15 @@ class MAFTPlus(nn.Module):
                 ``height`` and ``width`` (default: the image's own size).
 
         Returns:
-            One dict per image with, as enabled: ``sem_seg`` (K, height, width) class scores;
+            One dict per image with, as enabled: ``sem_seg_labels`` (height, width) int64 class
+            ids and ``sem_seg_confidence`` (height, width) their scores, or ``sem_seg`` (K,
+            height, width) class scores (``TEST.SEMANTIC_OUTPUT`` "labels" or "scores");
             ``panoptic_seg`` (id map (height, width), segments_info); ``instances``.
         """
         if self.training:
             return self.losses(batched_inputs)
         images = self.preprocess(batched_inputs)
-        outputs = self.predict(images.tensor)
+        outputs = self.predict(images.tensor, with_aux=False)
         return self.postprocess(outputs, images, batched_inputs)
 
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
@@ -245,8 +257,11 @@ class MAFTPlus(nn.Module):
             targets.append({"labels": instances.gt_classes, "masks": padded})
         return targets
 
-    def predict(self, images: torch.Tensor) -> dict:
+    def predict(self, images: torch.Tensor, *, with_aux: bool = True) -> dict:
         """Both classifiers' logits and the mask logits for normalized padded images (B, 3, H, W).
+
+        ``with_aux=False`` skips the earlier decoder layers' class predictions (only the
+        auxiliary losses read them); the returned logits and masks are the same.
 
         Returns:
             ``in_vocab_logits`` (B, Q, K+1), ``out_vocab_logits`` (B, Q, K+1), ``pred_masks``
@@ -259,7 +274,9 @@ class MAFTPlus(nn.Module):
         features = self.backbone(images)
         # The proposal generator must not train CLIP-V: it sees detached backbone features.
         proposal_inputs = {name: features[name].detach() for name in PROPOSAL_INPUTS}
-        proposals = self.sem_seg_head(proposal_inputs, text, synonym_to_class, vocab.num_classes)
+        proposals = self.sem_seg_head(
+            proposal_inputs, text, synonym_to_class, vocab.num_classes, with_aux=with_aux
+        )
         mask_logits = proposals["pred_masks"]  # (B, Q, H/4, W/4)
 
         dense = features[DENSE_FEATURE]  # F3: (B, C, h, w)
@@ -304,13 +321,10 @@ class MAFTPlus(nn.Module):
             width = batched_inputs[i].get("width", image_size[1])
             result = {}
             if self.semantic_on and not (self.panoptic_on or self.instance_on):
-                result["sem_seg"] = semantic_inference(
-                    class_probs,
-                    mask_logits,
-                    padded_size=padded_size,
-                    image_size=tuple(image_size),
-                    output_size=(height, width),
-                    chunk_size=self.semantic_chunk_size,
+                result.update(
+                    self.semantic_result(
+                        class_probs, mask_logits, padded_size, tuple(image_size), (height, width)
+                    )
                 )
             if self.panoptic_on or self.instance_on:
                 full_masks = F.interpolate(
@@ -318,13 +332,11 @@ class MAFTPlus(nn.Module):
                 )[0]  # (Q, H, W)
                 full_masks = sem_seg_postprocess(full_masks, image_size, height, width)
                 if self.semantic_on:  # as released: from the masks resized to the output size
-                    result["sem_seg"] = semantic_inference(
-                        class_probs,
-                        full_masks,
-                        padded_size=(height, width),
-                        image_size=(height, width),
-                        output_size=(height, width),
-                        chunk_size=self.semantic_chunk_size,
+                    output_size = (height, width)
+                    result.update(
+                        self.semantic_result(
+                            class_probs, full_masks, output_size, output_size, output_size
+                        )
                     )
                 if self.panoptic_on:
                     result["panoptic_seg"] = panoptic_inference(
@@ -340,6 +352,26 @@ class MAFTPlus(nn.Module):
                     )
             results.append(result)
         return results
+
+    def semantic_result(
+        self,
+        class_probs: torch.Tensor,
+        mask_logits: torch.Tensor,
+        padded_size: tuple[int, int],
+        image_size: tuple[int, int],
+        output_size: tuple[int, int],
+    ) -> dict:
+        """One image's semantic output in the configured form (see ``semantic_inference``)."""
+        sizes = {"padded_size": padded_size, "image_size": image_size, "output_size": output_size}
+        if self.semantic_output == "scores":
+            scores = semantic_inference(
+                class_probs, mask_logits, **sizes, chunk_size=self.semantic_chunk_size
+            )  # (K, H, W)
+            return {"sem_seg": scores}
+        labels, confidence = semantic_labels(
+            class_probs, mask_logits, **sizes, chunk_size=self.semantic_chunk_size
+        )  # (H, W) each
+        return {"sem_seg_labels": labels, "sem_seg_confidence": confidence}
 
 
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:

@@ -1,7 +1,8 @@
 """Inference post-processing: class probabilities and semantic / panoptic / instance outputs.
 
 Pure functions over one image's predictions (no parameters, no state); the meta-architecture calls
-them per image. Outputs follow detectron2: a (K, height, width) score map for semantic segmentation,
+them per image. Outputs follow detectron2: a (K, height, width) score map for semantic segmentation
+(or, with memory that does not grow with K, its per-pixel argmax and max),
 ``(panoptic_seg, segments_info)`` for panoptic and ``Instances`` for instance segmentation.
 
 Shapes: B batch, Q queries, K classes (+1 the void column), h x w the predicted mask logits,
@@ -19,6 +20,7 @@ __all__ = [
     "instance_inference",
     "panoptic_inference",
     "semantic_inference",
+    "semantic_labels",
 ]
 
 
@@ -72,6 +74,84 @@ def _check_is_thing(name: str, is_thing: Sequence[bool], num_classes: int) -> No
         )
 
 
+# A chunk of per-class scores holds at most this many values (128 MiB in float32) whatever the
+# output size: a very large image goes through one class at a time instead of running out of memory.
+MAX_CHUNK_ELEMENTS = 2**25
+
+
+def _semantic_masks(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of the semantic scores: class weights and cropped mask probabilities.
+
+    Returns:
+        (K, Q) weights ``softmax(log(class_probs + 1e-8))[:, :K]`` transposed, and the
+        (Q, image H, image W) sigmoids of the mask logits upsampled to ``padded_size`` and cropped
+        to ``image_size``.
+    """
+    num_classes = _check_query_inputs("semantic inference", class_probs, mask_logits)
+    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
+        raise ValueError(
+            f"semantic inference expects image_size {tuple(image_size)} to fit inside "
+            f"padded_size {tuple(padded_size)}"
+        )
+    mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
+    probs = mask_cls.softmax(dim=-1)[:, :num_classes].to(mask_logits.dtype)  # (Q, K)
+    masks = mask_logits
+    if tuple(masks.shape[-2:]) != tuple(padded_size):
+        masks = F.interpolate(
+            masks[None], size=tuple(padded_size), mode="bilinear", align_corners=False
+        )[0]  # (Q, padded H, padded W)
+    # The sum over queries is per pixel, so cropping before combining gives the same values.
+    masks = masks[:, : image_size[0], : image_size[1]].sigmoid()  # (Q, image H, image W)
+    return probs.t(), masks
+
+
+def _class_chunks(num_classes: int, chunk_size: int, output_size: tuple[int, int]) -> range:
+    """Start indices of class chunks: at most ``chunk_size`` classes, ``MAX_CHUNK_ELEMENTS``."""
+    if chunk_size < 1:
+        raise ValueError(f"semantic inference expects chunk_size >= 1, got {chunk_size}")
+    per_class = max(output_size[0] * output_size[1], 1)
+    return range(0, num_classes, max(1, min(chunk_size, MAX_CHUNK_ELEMENTS // per_class)))
+
+
+def _chunk_scores(
+    probs_t: torch.Tensor,
+    masks: torch.Tensor,
+    output_size: tuple[int, int],
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores of a few classes at the output size: ``probs_t @ masks``, resized bilinearly.
+
+    Args:
+        probs_t: (k, Q) class weights of the chunk.
+        masks: (Q, image H, image W) mask probabilities.
+        output_size: (H, W).
+        out: optional (k, H, W) contiguous buffer to write into.
+
+    Returns:
+        (k, H, W) scores (``out`` when given).
+    """
+    num, (out_h, out_w) = probs_t.shape[0], output_size
+    masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, image H*W), a copy only if cropped
+    if tuple(masks.shape[-2:]) == (out_h, out_w):
+        if out is None:
+            return (probs_t @ masks_flat).view(num, out_h, out_w)  # (k, H, W)
+        torch.mm(probs_t, masks_flat, out=out.view(num, -1))  # straight into the buffer
+        return out
+    chunk = (probs_t @ masks_flat).view(num, *masks.shape[-2:])  # (k, image H, image W)
+    resized = F.interpolate(chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[
+        0
+    ]  # (k, H, W)
+    if out is None:
+        return resized
+    out.copy_(resized)
+    return out
+
+
 def semantic_inference(
     class_probs: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -86,8 +166,9 @@ def semantic_inference(
     ``p = softmax(log(class_probs + 1e-8))[:, :K]``. The mask logits are upsampled bilinearly
     (align_corners False) to ``padded_size``, passed through a sigmoid, combined with ``p``,
     cropped (top-left) to ``image_size`` and resized bilinearly (align_corners False) to
-    ``output_size``. Classes are processed ``chunk_size`` at a time so that no (K, padded H,
-    padded W) tensor is built; the result does not depend on ``chunk_size``.
+    ``output_size``. Classes are processed ``chunk_size`` at a time (fewer for very large outputs)
+    so that no (K, padded H, padded W) intermediate is built; the result does not depend on the
+    chunking. The (K, H, W) result itself grows with K: `semantic_labels` does not.
 
     Args:
         class_probs: (Q, K+1) class probabilities, last column void (see `classification_probs`).
@@ -100,43 +181,53 @@ def semantic_inference(
     Returns:
         (K, H, W) semantic scores in the dtype of ``mask_logits``; the prediction is the argmax.
     """
-    num_classes = _check_query_inputs("semantic_inference", class_probs, mask_logits)
-    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
-        raise ValueError(
-            f"semantic_inference expects image_size {tuple(image_size)} to fit inside "
-            f"padded_size {tuple(padded_size)}"
-        )
-    if chunk_size < 1:
-        raise ValueError(f"semantic_inference expects chunk_size >= 1, got {chunk_size}")
-
-    mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
-    probs = mask_cls.softmax(dim=-1)[:, :num_classes].to(mask_logits.dtype)  # (Q, K)
-
-    masks = mask_logits
-    if tuple(masks.shape[-2:]) != tuple(padded_size):
-        masks = F.interpolate(
-            masks[None], size=tuple(padded_size), mode="bilinear", align_corners=False
-        )[0]  # (Q, padded H, padded W)
-    # The sum over queries is per pixel, so cropping before combining gives the same values.
-    masks = masks[:, : image_size[0], : image_size[1]].sigmoid()  # (Q, image H, image W)
-
-    out_h, out_w = output_size
-    sem_seg = masks.new_empty((num_classes, out_h, out_w))  # (K, H, W)
-    masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, image H*W), a copy only if cropped
-    probs_t = probs.t()  # (K, Q)
-    resize = tuple(masks.shape[-2:]) != (out_h, out_w)
-    for start in range(0, num_classes, chunk_size):
-        stop = min(start + chunk_size, num_classes)
-        if not resize:  # the product goes straight into the output: no chunk copy
-            out = sem_seg[start:stop].view(stop - start, -1)  # (k, H*W), a view of sem_seg
-            torch.mm(probs_t[start:stop], masks_flat, out=out)
-            continue
-        chunk = probs_t[start:stop] @ masks_flat  # (k, image H*W)
-        chunk = chunk.view(stop - start, *masks.shape[-2:])  # (k, image H, image W)
-        sem_seg[start:stop] = F.interpolate(
-            chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False
-        )[0]  # (k, H, W)
+    probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
+    num_classes = probs_t.shape[0]
+    sem_seg = masks.new_empty((num_classes, *output_size))  # (K, H, W)
+    chunks = _class_chunks(num_classes, chunk_size, output_size)
+    for start in chunks:
+        stop = min(start + chunks.step, num_classes)
+        _chunk_scores(probs_t[start:stop], masks, output_size, out=sem_seg[start:stop])
     return sem_seg
+
+
+def semantic_labels(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    *,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The argmax and max over classes of `semantic_inference`'s scores, without building them.
+
+    The scores are computed a chunk of classes at a time (as in `semantic_inference`) and reduced
+    into a running maximum, so memory does not grow with K: a few (H, W) maps, the (Q, image H,
+    image W) mask probabilities and one chunk. Ties go to the lower class index, as ``argmax``.
+
+    Args:
+        class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
+            `semantic_inference`.
+
+    Returns:
+        (H, W) int64 labels (the argmax over classes) and (H, W) scores of those labels, in the
+        dtype of ``mask_logits``.
+    """
+    probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
+    num_classes = probs_t.shape[0]
+    labels = best = None
+    chunks = _class_chunks(num_classes, chunk_size, output_size)
+    for start in chunks:
+        stop = min(start + chunks.step, num_classes)
+        chunk_best, chunk_labels = _chunk_scores(probs_t[start:stop], masks, output_size).max(0)
+        if best is None:
+            best, labels = chunk_best, chunk_labels  # (H, W) each; the first chunk starts at 0
+            continue
+        better = chunk_best > best  # (H, W); strictly: a tie keeps the earlier (lower) class
+        best = torch.where(better, chunk_best, best)  # (H, W)
+        labels = torch.where(better, chunk_labels + start, labels)  # (H, W)
+    return labels, best
 
 
 def panoptic_inference(

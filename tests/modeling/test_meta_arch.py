@@ -5,12 +5,33 @@ import torch
 from detectron2.structures import Instances
 
 
-def test_semantic_output_is_k_by_output_size(tiny_model, tiny_inputs):
+def test_semantic_output_is_k_by_output_size(tiny_model_factory, tiny_inputs):
+    model = tiny_model_factory("MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT", "scores")
     with torch.no_grad():
-        results = tiny_model(tiny_inputs)
+        results = model(tiny_inputs)
     assert results[0]["sem_seg"].shape == (4, 64, 80)
     assert results[1]["sem_seg"].shape == (4, 96, 128)
     assert set(results[0]) == {"sem_seg"}
+
+
+def test_default_semantic_output_is_the_argmax_and_max_of_the_scores(tiny_model, tiny_inputs):
+    with torch.no_grad():
+        results = tiny_model(tiny_inputs)
+        tiny_model.semantic_output = "scores"
+        dense = tiny_model(tiny_inputs)
+    for result, scores, size in zip(results, dense, [(64, 80), (96, 128)], strict=True):
+        assert set(result) == {"sem_seg_labels", "sem_seg_confidence"}
+        assert (
+            result["sem_seg_labels"].shape == size and result["sem_seg_labels"].dtype == torch.int64
+        )
+        best, labels = scores["sem_seg"].max(dim=0)
+        assert torch.equal(result["sem_seg_labels"], labels)
+        torch.testing.assert_close(result["sem_seg_confidence"], best)
+
+
+def test_unknown_semantic_output_is_rejected(tiny_model_factory):
+    with pytest.raises(ValueError, match="SEMANTIC_OUTPUT must be one of"):
+        tiny_model_factory("MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT", "probabilities")
 
 
 def test_panoptic_and_instance_outputs(tiny_model_factory):
@@ -34,6 +55,7 @@ def test_panoptic_and_instance_outputs(tiny_model_factory):
 
 
 def test_permuting_the_vocabulary_permutes_semantic_channels(tiny_model, tiny_inputs, vocabulary):
+    tiny_model.semantic_output = "scores"
     with torch.no_grad():
         before = tiny_model(tiny_inputs)[0]["sem_seg"]
         order = [2, 0, 3, 1]
@@ -43,6 +65,7 @@ def test_permuting_the_vocabulary_permutes_semantic_channels(tiny_model, tiny_in
 
 
 def test_adding_a_synonym_only_raises_that_class(tiny_model, tiny_inputs):
+    tiny_model.semantic_output = "scores"
     images = tiny_model.preprocess(tiny_inputs[:1]).tensor
     with torch.no_grad():
         before = tiny_model.predict(images)
@@ -119,6 +142,7 @@ def test_thousands_of_classes(tiny_model):
     names = [f"thing number {k}, object {k}" for k in range(2000)]
     tiny_model.set_vocabulary(names)
     with torch.no_grad():
-        sem_seg = tiny_model([{"image": torch.zeros(3, 32, 40, dtype=torch.uint8)}])[0]["sem_seg"]
-    assert sem_seg.shape == (2000, 32, 40)
-    assert torch.isfinite(sem_seg).all()
+        result = tiny_model([{"image": torch.zeros(3, 32, 40, dtype=torch.uint8)}])[0]
+    labels, confidence = result["sem_seg_labels"], result["sem_seg_confidence"]
+    assert labels.shape == (32, 40) and labels.min() >= 0 and labels.max() < 2000
+    assert torch.isfinite(confidence).all()

@@ -7,12 +7,14 @@ import torch
 import torch.nn.functional as F
 from detectron2.structures import BitMasks
 
+from maft_plus.modeling import postprocess
 from maft_plus.modeling.postprocess import (
     _mask_bounding_boxes,
     classification_probs,
     instance_inference,
     panoptic_inference,
     semantic_inference,
+    semantic_labels,
 )
 
 LN3 = math.log(3.0)  # sigmoid(LN3) = 0.75
@@ -120,6 +122,60 @@ def test_semantic_inference_bad_inputs() -> None:
         semantic_inference(
             torch.rand(2, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4), chunk_size=0
         )
+    with pytest.raises(ValueError, match="mask_logits"):
+        semantic_labels(torch.rand(3, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4))
+
+
+@pytest.mark.parametrize("sizes", SEMANTIC_SIZES)
+@pytest.mark.parametrize("chunk_size", [1, 3, 64])
+def test_semantic_labels_are_the_argmax_and_max_of_the_scores(chunk_size, sizes) -> None:
+    num_queries, num_classes = 5, 7
+    class_probs = torch.randn(num_queries, num_classes + 1).softmax(-1)  # (Q, K+1)
+    mask_logits = torch.randn(num_queries, 6, 8) * 4  # (Q, h, w)
+    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    assert labels.dtype == torch.int64 and labels.shape == sizes["output_size"]
+    assert torch.equal(labels, expected)
+    torch.testing.assert_close(confidence, best, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 64])
+def test_semantic_labels_break_ties_towards_the_lower_class(chunk_size) -> None:
+    """Classes 1 and 3 get identical scores everywhere; argmax would pick 1."""
+    class_probs = torch.tensor([[0.1, 0.3, 0.0, 0.3, 0.3], [0.2, 0.25, 0.3, 0.25, 0.0]])
+    mask_logits = torch.randn(2, 4, 4)
+    labels, _ = semantic_labels(
+        class_probs, mask_logits, (4, 4), (4, 4), (4, 4), chunk_size=chunk_size
+    )
+    assert not (labels == 3).any()
+    scores = semantic_inference(class_probs, mask_logits, (4, 4), (4, 4), (4, 4))
+    assert torch.equal(scores[1], scores[3])
+    assert torch.equal(labels, scores.argmax(dim=0))
+
+
+def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypatch) -> None:
+    """Fewer classes per chunk as the output grows: memory stays bounded, results unchanged."""
+    class_probs = torch.randn(4, 9).softmax(-1)  # (Q, K+1), K = 8
+    mask_logits = torch.randn(4, 5, 6)
+    sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(50, 60))
+    expected = semantic_inference(class_probs, mask_logits, **sizes)
+    expected_labels = semantic_labels(class_probs, mask_logits, **sizes)[0]
+    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", 3 * 50 * 60)
+    seen = []
+    real_chunk_scores = postprocess._chunk_scores
+
+    def spy(probs_t, masks, output_size, out=None):
+        seen.append(probs_t.shape[0])
+        return real_chunk_scores(probs_t, masks, output_size, out)
+
+    monkeypatch.setattr(postprocess, "_chunk_scores", spy)
+    torch.testing.assert_close(semantic_inference(class_probs, mask_logits, **sizes), expected)
+    assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
+    assert seen == [3, 3, 2] * 2
+    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", 10)  # less than one class: one at a time
+    seen.clear()
+    assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
+    assert seen == [1] * 8
 
 
 # ---------------------------------------------------------------- panoptic_inference

@@ -35,7 +35,7 @@ def test_model_with_the_mlp_adapter_ignores_image_content_in_the_text(tiny_input
     assert isinstance(model.cdt, TextMLPAdapter)
     with torch.no_grad():
         results = model(tiny_inputs)
-    assert results[0]["sem_seg"].shape == (4, 64, 80)
+    assert results[0]["sem_seg_labels"].shape == (64, 80)
 
 
 def test_unknown_cdt_type_is_rejected():

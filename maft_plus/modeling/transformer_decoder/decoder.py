@@ -126,6 +126,8 @@ class MAFTPlusTransformerDecoder(nn.Module):
         text_embeds: torch.Tensor,
         synonym_to_class: torch.Tensor,
         num_classes: int,
+        *,
+        with_aux: bool = True,
     ) -> dict:
         """Predict masks and class logits for every query.
 
@@ -135,11 +137,14 @@ class MAFTPlusTransformerDecoder(nn.Module):
             text_embeds: (S+1, D) L2-normalized text rows, void last.
             synonym_to_class: (S,) long, class index of each synonym.
             num_classes: K.
+            with_aux: also return the earlier predictions (for the auxiliary losses). When False
+                the earlier layers predict only the masks their successors' attention needs; the
+                final outputs are the same.
 
         Returns:
             ``pred_logits`` (B, Q, K+1) class logits (void last), ``pred_masks`` (B, Q, H/4, W/4)
             mask logits, and ``aux_outputs``: ``num_layers`` dicts with the same two keys for the
-            earlier predictions (before layer 0, after layer 0, ...).
+            earlier predictions (before layer 0, after layer 0, ...), empty if not ``with_aux``.
         """
         self._check_inputs(multi_scale_features, mask_features, text_embeds)
         batch_size = mask_features.shape[0]
@@ -161,13 +166,19 @@ class MAFTPlusTransformerDecoder(nn.Module):
 
         query_pos = self.query_embed.weight  # (Q, C), broadcast over the batch
         output = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)  # (B, Q, C)
-        head = (mask_features, text_embeds, synonym_to_class, num_classes)
+        text = (text_embeds, synonym_to_class, num_classes)
 
-        predictions = []
-        class_logits, mask_logits = self._predict(output, *head)
-        predictions.append((class_logits, mask_logits))
-        attn_mask = build_attention_mask(mask_logits, sizes[0], self.num_heads)
+        aux_outputs = []
+        decoder_output, mask_logits = self._predict_masks(output, mask_features)
         for i in range(self.num_layers):
+            if with_aux:
+                class_logits = self._predict_classes(
+                    decoder_output, mask_logits, mask_features, *text
+                )
+                aux_outputs.append({"pred_logits": class_logits, "pred_masks": mask_logits})
+            attn_mask = build_attention_mask(
+                mask_logits, sizes[i % NUM_FEATURE_LEVELS], self.num_heads
+            )
             level = i % NUM_FEATURE_LEVELS
             output = self.transformer_cross_attention_layers[i](
                 output,
@@ -178,35 +189,47 @@ class MAFTPlusTransformerDecoder(nn.Module):
             )
             output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
             output = self.transformer_ffn_layers[i](output)
-            class_logits, mask_logits = self._predict(output, *head)
-            predictions.append((class_logits, mask_logits))
-            next_size = sizes[(i + 1) % NUM_FEATURE_LEVELS]
-            attn_mask = build_attention_mask(mask_logits, next_size, self.num_heads)
+            decoder_output, mask_logits = self._predict_masks(output, mask_features)
 
-        outputs = [{"pred_logits": logits, "pred_masks": masks} for logits, masks in predictions]
-        return {**outputs[-1], "aux_outputs": outputs[:-1]}
+        class_logits = self._predict_classes(decoder_output, mask_logits, mask_features, *text)
+        return {"pred_logits": class_logits, "pred_masks": mask_logits, "aux_outputs": aux_outputs}
 
-    def _predict(
-        self,
-        output: torch.Tensor,
-        mask_features: torch.Tensor,
-        text_embeds: torch.Tensor,
-        synonym_to_class: torch.Tensor,
-        num_classes: int,
+    def _predict_masks(
+        self, output: torch.Tensor, mask_features: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prediction head on the current queries.
+        """Normalized queries and their mask logits.
 
         Args:
             output: (B, Q, C) query features.
-            mask_features, text_embeds, synonym_to_class, num_classes: as in ``forward``.
+            mask_features: (B, mask_dim, H/4, W/4), as in ``forward``.
 
         Returns:
-            (B, Q, K+1) class logits and (B, Q, H/4, W/4) mask logits.
+            (B, Q, C) normalized query features and (B, Q, H/4, W/4) mask logits.
         """
         decoder_output = self.decoder_norm(output)  # (B, Q, C)
         mask_embeds = self.mask_embed(decoder_output)  # (B, Q, mask_dim)
         mask_logits = torch.einsum("bqc,bchw->bqhw", mask_embeds, mask_features)  # (B, Q, H/4, W/4)
+        return decoder_output, mask_logits
 
+    def _predict_classes(
+        self,
+        decoder_output: torch.Tensor,
+        mask_logits: torch.Tensor,
+        mask_features: torch.Tensor,
+        text_embeds: torch.Tensor,
+        synonym_to_class: torch.Tensor,
+        num_classes: int,
+    ) -> torch.Tensor:
+        """In-vocabulary class logits of the queries, from their features and mask-pooled pixels.
+
+        Args:
+            decoder_output: (B, Q, C) normalized query features (from ``_predict_masks``).
+            mask_logits: (B, Q, H/4, W/4) the queries' mask logits.
+            mask_features, text_embeds, synonym_to_class, num_classes: as in ``forward``.
+
+        Returns:
+            (B, Q, K+1) class logits.
+        """
         pooled = mask_pool(mask_features, mask_logits)  # (B, Q, mask_dim)
         class_embeds = self.class_embed(
             self._mask_pooling_proj(pooled) + decoder_output
@@ -214,8 +237,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
         class_embeds = F.normalize(class_embeds, dim=-1)
         scale = self.logit_scale.exp().clamp(max=100)
         synonym_logits = scale * class_embeds @ text_embeds.T  # (B, Q, S+1)
-        class_logits = synonym_logits_to_class_logits(synonym_logits, synonym_to_class, num_classes)
-        return class_logits, mask_logits
+        return synonym_logits_to_class_logits(synonym_logits, synonym_to_class, num_classes)
 
     def _check_inputs(
         self,

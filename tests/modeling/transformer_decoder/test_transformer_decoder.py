@@ -77,6 +77,16 @@ def test_output_shapes(decoder, inputs):
         assert torch.isfinite(prediction["pred_logits"]).all()
 
 
+def test_inference_without_aux_predictions_gives_the_same_final_outputs(decoder, inputs):
+    text = {"text_embeds": text_embeds(5), "synonym_to_class": SYNONYM_TO_CLASS, "num_classes": 3}
+    with torch.no_grad():
+        full = decoder(**inputs, **text)
+        lean = decoder(**inputs, **text, with_aux=False)
+    assert lean["aux_outputs"] == []
+    assert torch.equal(lean["pred_logits"], full["pred_logits"])
+    assert torch.equal(lean["pred_masks"], full["pred_masks"])
+
+
 def test_layer_i_attends_to_level_i_mod_3_masked_by_the_previous_prediction(decoder, inputs):
     seen = []
 
