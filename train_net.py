@@ -10,6 +10,7 @@ schedule, checkpoints and evaluation into detectron2's DefaultTrainer.
 """
 
 import logging
+import os
 import weakref
 
 import torch
@@ -31,6 +32,7 @@ from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
 from maft_plus.data.datasets import check_registered, register_builtin_datasets
 from maft_plus.evaluation.loop import (
+    SKIPPED_REPORT,
     build_evaluator,
     evaluate_datasets,
     set_dataset_vocabulary,
@@ -143,8 +145,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """Evaluate on every DATASETS.TEST set, each with its own vocabulary."""
-        return evaluate_datasets(cfg, model, cfg.DATASETS.TEST)
+        """Evaluate on every DATASETS.TEST set, each with its own vocabulary; the images skipped
+        (unreadable or mismatched files) are listed in OUTPUT_DIR/inference/skipped_files.json."""
+        report = os.path.join(cfg.OUTPUT_DIR, "inference", SKIPPED_REPORT)
+        return evaluate_datasets(cfg, model, cfg.DATASETS.TEST, skipped_report=report)
 
 
 def setup(args):

@@ -9,6 +9,9 @@ Semantic configs default to A-847, A-150, PC-459, PC-59 and PAS-20; panoptic one
 panoptic. Each benchmark is evaluated with its own vocabulary. A benchmark whose files are missing
 is skipped with a message naming them; results are saved after every benchmark
 (results.json, results.md, results.csv in --output-dir), so an interruption loses nothing done.
+Images or labels that cannot be used (unreadable, wrong size, class ids outside the vocabulary) are
+skipped, printed and listed in skipped_files.json; a benchmark none of whose images could be
+evaluated makes the exit status non-zero.
 """
 
 import argparse
@@ -25,7 +28,8 @@ from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_builtin_datasets
 from maft_plus.data.datasets.requirements import missing_files_message
 from maft_plus.data.prepare import write_atomically
-from maft_plus.evaluation.loop import evaluate_datasets
+from maft_plus.evaluation import NothingEvaluatedError
+from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
 from maft_plus.modeling import MAFTPlus
@@ -113,11 +117,29 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = result
         save(output_dir, results, paper_key)
 
-    evaluate_datasets(
-        cfg, model, datasets, vocabulary_files=parse_vocabulary_files(args), on_result=keep
-    )
+    def report(name: str, skipped: list[dict]) -> None:
+        if skipped:
+            print(f"{name}: {len(skipped)} skipped image(s):")
+        for entry in skipped:
+            print(f"  {entry['file_name']}: {entry['reason']}")
+
+    failure = None
+    try:
+        evaluate_datasets(
+            cfg,
+            model,
+            datasets,
+            vocabulary_files=parse_vocabulary_files(args),
+            on_result=keep,
+            on_skipped=report,
+            skipped_report=output_dir / SKIPPED_REPORT,
+        )
+    except NothingEvaluatedError as exc:
+        failure = exc
     print(save(output_dir, results, paper_key))
-    print(f"saved results.json, results.md and results.csv to {output_dir}")
+    print(f"saved results.json, results.md, results.csv and {SKIPPED_REPORT} to {output_dir}")
+    if failure is not None:
+        raise SystemExit(str(failure))
     return results
 
 

@@ -3,27 +3,49 @@
 Semantic datasets get mIoU (both definitions), fwIoU, mACC, pACC; panoptic datasets get PQ/SQ/RQ
 when the model outputs panoptic results and mIoU on their semantic labels when it outputs semantic
 ones.
+
+A bad image or label (missing, corrupt, truncated, not an image, of the wrong size, with class ids
+outside the vocabulary) does not stop the evaluation: :class:`EvaluationMapper` or the semantic
+evaluator skips it, the good images are evaluated as if it were not in the dataset, and the skipped
+files are logged in one summary per dataset, passed to ``on_skipped`` and written to
+``skipped_report``.
 """
 
+import datetime
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
 
 import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import (
-    COCOPanopticEvaluator,
     DatasetEvaluator,
     DatasetEvaluators,
-    inference_on_dataset,
+    inference_context,
     print_csv_format,
 )
 from detectron2.utils import comm
+from detectron2.utils.logger import log_every_n_seconds
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.dataset_mappers import SKIP_REASON, EvaluationMapper
 from ..data.vocabulary import read_vocabulary_file, vocabulary_from_metadata
+from .panoptic_evaluation import PanopticSubsetEvaluator
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator
+from .skipped import (
+    NothingEvaluatedError,
+    all_gather_list,
+    num_skipped_images,
+    skip_record,
+    skipped_summary,
+    write_skipped_report,
+)
 
 logger = logging.getLogger(__name__)
+
+SKIPPED_REPORT = "skipped_files.json"  # the usual name of the ``skipped_report`` file
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -53,23 +75,99 @@ def set_dataset_vocabulary(
     unwrap(model).set_vocabulary(names, vocabulary.is_thing)
 
 
-def build_evaluator(
+def build_evaluators(
     dataset_name: str, *, semantic_on: bool, panoptic_on: bool, output_dir: str | None = None
-) -> DatasetEvaluator:
-    """The evaluator(s) for a dataset, by its metadata's evaluator_type and the model's outputs."""
+) -> list[DatasetEvaluator]:
+    """The evaluators for a dataset, by its metadata's evaluator_type and the model's outputs."""
     evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
     if evaluator_type == "sem_seg":
-        return OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
+        return [OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)]
     if evaluator_type == "coco_panoptic_seg":
         evaluators = []
         if panoptic_on:
-            evaluators.append(COCOPanopticEvaluator(dataset_name, output_dir))
+            evaluators.append(PanopticSubsetEvaluator(dataset_name, output_dir))
         if semantic_on:
             evaluators.append(
                 OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
             )
-        return DatasetEvaluators(evaluators)
+        return evaluators
     raise ValueError(f"no evaluator for {dataset_name!r} (evaluator_type {evaluator_type!r})")
+
+
+def build_evaluator(
+    dataset_name: str, *, semantic_on: bool, panoptic_on: bool, output_dir: str | None = None
+) -> DatasetEvaluator:
+    """:func:`build_evaluators` as one evaluator (the only one, or all of them combined)."""
+    evaluators = build_evaluators(
+        dataset_name, semantic_on=semantic_on, panoptic_on=panoptic_on, output_dir=output_dir
+    )
+    return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+
+def run_evaluation(
+    model: torch.nn.Module,
+    data_loader,
+    evaluators: Sequence[DatasetEvaluator],
+    dataset_name: str,
+) -> tuple[dict | None, list[dict], int]:
+    """Run ``model`` over ``data_loader`` (of :class:`EvaluationMapper` outputs) and evaluate.
+
+    The model runs in eval mode without gradients, on the batches' good records only; the records
+    the mapper skipped and the images an evaluator skipped are collected from every process.
+
+    Returns:
+        results: the evaluators' results (``{"sem_seg": {...}, "panoptic_seg": {...}}``), ``{}``
+            off the main process; None on every process when no image could be evaluated.
+        skipped: every process's skipped files (``{"file_name", "reason"}``), on every process.
+        num_images: the dataset's image count, over all processes.
+    """
+    evaluator = DatasetEvaluators(list(evaluators))
+    evaluator.reset()
+    total = len(data_loader)
+    logger.info("%s: inference on %d batches", dataset_name, total)
+    skipped, num_evaluated = [], 0
+    start = time.perf_counter()
+    with ExitStack() as stack:
+        stack.enter_context(inference_context(model))
+        stack.enter_context(torch.no_grad())
+        for idx, batch in enumerate(data_loader):
+            skipped += [
+                skip_record(r["file_name"], r[SKIP_REASON]) for r in batch if SKIP_REASON in r
+            ]
+            inputs = [r for r in batch if SKIP_REASON not in r]
+            if inputs:
+                evaluator.process(inputs, model(inputs))
+                num_evaluated += len(inputs)
+            seconds = time.perf_counter() - start
+            eta = datetime.timedelta(seconds=int(seconds / (idx + 1) * (total - idx - 1)))
+            log_every_n_seconds(
+                logging.INFO,
+                f"{dataset_name}: inference done {idx + 1}/{total}, "
+                f"{seconds / (idx + 1):.4f} s/batch, ETA={eta}",
+                n=5,
+            )
+    seconds = time.perf_counter() - start
+    logger.info(
+        "%s: inference on %d images (%d skipped) took %s (%.4f s per batch per device, %d devices)",
+        dataset_name,
+        num_evaluated,
+        len(skipped),
+        datetime.timedelta(seconds=int(seconds)),
+        seconds / max(total, 1),
+        comm.get_world_size(),
+    )
+    counts = comm.all_gather((num_evaluated, len(skipped)))
+    num_images = sum(evaluated + skips for evaluated, skips in counts)
+    skipped = all_gather_list(skipped)
+    if sum(evaluated for evaluated, _ in counts) == 0:
+        return None, skipped, num_images
+    results = evaluator.evaluate() or {}  # None off the main process
+    for each in evaluators:
+        if isinstance(each, OpenVocabSemSegEvaluator):
+            skipped += each.skipped  # every process's, after evaluate()
+    if num_skipped_images(skipped) == num_images:
+        return None, skipped, num_images
+    return results, skipped, num_images
 
 
 def evaluate_datasets(
@@ -79,30 +177,65 @@ def evaluate_datasets(
     *,
     vocabulary_files: Mapping[str, str] | None = None,
     on_result: Callable[[str, dict], None] | None = None,
+    on_skipped: Callable[[str, list[dict]], None] | None = None,
+    skipped_report: str | Path | None = None,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
     The model's vocabulary is restored afterwards. ``vocabulary_files`` maps dataset names to
-    replacement vocabulary files. ``on_result(name, result)`` is called as each dataset finishes,
-    so that callers can save results before the next one starts.
+    replacement vocabulary files. On the main process, as each dataset finishes (so that callers
+    can save results before the next one starts):
+
+    - ``on_result(name, result)`` gets its results (detectron2's ``{"sem_seg": {...}}`` format);
+    - ``on_skipped(name, skipped)`` gets the files left out, ``[{"file_name", "reason"}, ...]``
+      (empty when none), also logged as one warning naming every file;
+    - ``skipped_report``, when given, is (re)written as JSON ``{dataset name: skipped, ...}``.
+
+    Returns:
+        dataset name -> results, of the datasets with at least one image evaluated.
+
+    Raises:
+        NothingEvaluatedError: after all datasets, naming those whose every image was skipped.
     """
     net = unwrap(model)
     previous_vocabulary = net.vocabulary
     tests = cfg.MODEL.MAFT_PLUS.TEST
-    results = {}
+    mapper = EvaluationMapper(cfg)
+    results, skipped_by_dataset, failed = {}, {}, []
     try:
         for name in dataset_names:
             set_dataset_vocabulary(net, name, (vocabulary_files or {}).get(name))
-            loader = build_detection_test_loader(cfg, name)
-            evaluator = build_evaluator(
+            loader = build_detection_test_loader(cfg, name, mapper=mapper)
+            evaluators = build_evaluators(
                 name, semantic_on=tests.SEMANTIC_ON, panoptic_on=tests.PANOPTIC_ON
             )
-            results[name] = inference_on_dataset(model, loader, evaluator)
-            if comm.is_main_process():
-                logger.info("evaluation results for %s:", name)
-                print_csv_format(results[name])
-                if on_result is not None:
-                    on_result(name, results[name])
+            result, skipped, num_images = run_evaluation(model, loader, evaluators, name)
+            if result is None:
+                failed.append(f"{name} ({num_images} images)")
+            else:
+                results[name] = result
+            if not comm.is_main_process():
+                continue
+            skipped_by_dataset[name] = skipped
+            if skipped:
+                logger.warning(skipped_summary(name, skipped, num_images))
+            if skipped_report is not None:
+                write_skipped_report(skipped_report, skipped_by_dataset)
+            if on_skipped is not None:
+                on_skipped(name, skipped)
+            if result is None:
+                logger.error("%s: every image was skipped; no metrics", name)
+                continue
+            logger.info("evaluation results for %s:", name)
+            print_csv_format(result)
+            if on_result is not None:
+                on_result(name, result)
     finally:
         net.vocabulary = previous_vocabulary
+    if failed:
+        raise NothingEvaluatedError(
+            f"no image of {', '.join(failed)} could be evaluated: every one was skipped (the "
+            "reasons are logged above"
+            + (f" and listed in {skipped_report})" if skipped_report is not None else ")")
+        )
     return results

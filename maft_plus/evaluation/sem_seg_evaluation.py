@@ -11,7 +11,11 @@ column K holds the ignored pixels and row K stays empty (predictions are an argm
 Every metric reads only the top-left (K, K) block: ignored pixels count nowhere, not even as a
 prediction.
 
-Shapes: K classes.
+A ground-truth label that cannot be scored (unreadable, not the prediction's size, or holding ids
+outside 0..K-1 other than the ignore label) is left out of the matrix and reported with its file
+name; it never stops the evaluation nor silently corrupts the matrix.
+
+Shapes: K classes; H, W the prediction (= label) size.
 """
 
 import logging
@@ -21,7 +25,12 @@ from collections import OrderedDict
 import numpy as np
 import torch
 from detectron2.evaluation import SemSegEvaluator
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
+
+from ..data.dataset_mappers.semantic_mapper import check_label_ids
+from ..data.dataset_mappers.test_mapper import IMAGE_READ_ERRORS, SkippedRecordError
+from .skipped import skip_record
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +99,138 @@ def segmentation_metrics(conf_matrix: np.ndarray) -> dict:
     }
 
 
+def predicted_labels(output: dict, file_name: str) -> np.ndarray:
+    """The (H, W) int64 predicted class ids of one model output.
+
+    Args:
+        output: ``sem_seg_labels`` (H, W) class ids (preferred when present) or detectron2's
+            ``sem_seg`` (K, H, W) class scores, whose argmax over K is taken.
+        file_name: the image, named in errors.
+    """
+    if "sem_seg_labels" in output:
+        labels = output["sem_seg_labels"]
+    elif "sem_seg" in output:
+        labels = output["sem_seg"].argmax(dim=0)  # (K, H, W) -> (H, W)
+    else:
+        raise KeyError(
+            f"the model output for {file_name} has neither 'sem_seg_labels' nor 'sem_seg' (keys: "
+            f"{sorted(output)}); set MODEL.MAFT_PLUS.TEST.SEMANTIC_ON for semantic evaluation"
+        )
+    if labels.ndim != 2:
+        raise ValueError(
+            f"the predicted labels for {file_name} have shape {tuple(labels.shape)}; "
+            "expected (H, W)"
+        )
+    return np.asarray(labels.cpu(), dtype=np.int64)
+
+
 class OpenVocabSemSegEvaluator(SemSegEvaluator):
-    """detectron2's ``SemSegEvaluator`` plus ``mIoU_legacy`` (see :func:`segmentation_metrics`).
+    """detectron2's ``SemSegEvaluator`` plus ``mIoU_legacy`` (see :func:`segmentation_metrics`) and
+    the skipping of labels that cannot be scored.
+
+    Model outputs hold ``sem_seg_labels`` (H, W) class ids or ``sem_seg`` (K, H, W) scores. A label
+    that is missing or unreadable, whose shape is not the prediction's, or that holds ids outside
+    0..K-1 other than the ignore label is not counted; :attr:`skipped` lists it with the reason.
 
     Everything else is detectron2's: reading the label files (png, or uint16 tif with ignore 65535:
-    PIL reads those as 16-bit and they become an int array), accumulating the confusion matrix,
-    gathering it across processes, and the ``mIoU`` (current definition), ``fwIoU``, ``mACC``,
-    ``pACC``, ``IoU-<class>`` and ``ACC-<class>`` results. ``mIoU_legacy`` follows ``mIoU`` in the
-    results; it is computed from the same gathered confusion matrix.
+    PIL reads those as 16-bit and they become an int array), accumulating the confusion matrix (and
+    the boundary one), gathering it across processes, the predictions json written to
+    ``output_dir``, and the ``mIoU`` (current definition), ``fwIoU``, ``mACC``, ``pACC``,
+    ``IoU-<class>`` and ``ACC-<class>`` results. ``mIoU_legacy`` follows ``mIoU`` in the results; it
+    is computed from the same gathered confusion matrix.
     """
 
+    def reset(self) -> None:
+        super().reset()
+        self._skipped: list[dict] = []
+        self._num_scored = 0
+
+    @property
+    def skipped(self) -> list[dict]:
+        """The images left out, ``{"file_name", "reason"}``: this process's until :meth:`evaluate`,
+        every process's after it."""
+        return list(self._skipped)
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Add each image's (prediction, ground truth) pixel pairs to the confusion matrix.
+
+        Args:
+            inputs: the model inputs; ``file_name`` finds the label file.
+            outputs: the model outputs, with ``sem_seg_labels`` or ``sem_seg`` (see
+                :func:`predicted_labels`).
+        """
+        for record, output in zip(inputs, outputs, strict=True):
+            file_name = record["file_name"]
+            pred = predicted_labels(output, file_name)  # (H, W)
+            if pred.size and (pred.min() < 0 or pred.max() >= self._num_classes):
+                raise ValueError(
+                    f"the prediction for {file_name} holds class ids outside "
+                    f"0..{self._num_classes - 1}: the model's vocabulary must be the "
+                    f"{self._num_classes} classes of {self._dataset_name}"
+                )
+            try:
+                gt = self._ground_truth(file_name, pred.shape)  # (H, W)
+            except SkippedRecordError as exc:
+                logger.warning("%s: not counted in the semantic metrics: %s", file_name, exc)
+                self._skipped.append(skip_record(file_name, str(exc)))
+                continue
+            self._conf_matrix += self._pair_counts(pred, gt)
+            if self._compute_boundary_iou:
+                boundary_gt = self._mask_to_boundary(gt.astype(np.uint8))
+                boundary_pred = self._mask_to_boundary(pred.astype(np.uint8))
+                self._b_conf_matrix += self._pair_counts(boundary_pred, boundary_gt)
+            if self._output_dir:  # the json is only written there
+                self._predictions.extend(self.encode_json_sem_seg(pred, file_name))
+            self._num_scored += 1
+
+    def _ground_truth(self, file_name: str, pred_hw: tuple[int, int]) -> np.ndarray:
+        """The (H, W) int label of image ``file_name`` with the ignore label replaced by K.
+
+        Raises:
+            SkippedRecordError: naming the label file when it cannot be scored.
+        """
+        gt_file = self.input_file_to_gt_file[file_name]
+        try:
+            gt = self.sem_seg_loading_fn(gt_file, dtype=int)
+        except FileNotFoundError as exc:
+            raise SkippedRecordError(f"label {gt_file} of image {file_name} not found") from exc
+        except IMAGE_READ_ERRORS as exc:
+            raise SkippedRecordError(
+                f"could not read the label {gt_file} of image {file_name}: {exc}"
+            ) from exc
+        if gt.shape != tuple(pred_hw):
+            raise SkippedRecordError(
+                f"label {gt_file} has shape {gt.shape} but the prediction for its image "
+                f"{file_name} is {tuple(pred_hw)} (H, W)"
+            )
+        try:
+            check_label_ids(gt, self._num_classes, self._ignore_label, gt_file)
+        except ValueError as exc:
+            raise SkippedRecordError(str(exc)) from exc
+        gt[gt == self._ignore_label] = self._num_classes
+        return gt
+
+    def _pair_counts(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """(K+1, K+1) counts of the (prediction, ground truth) pairs of two (H, W) id maps."""
+        size = self._num_classes + 1
+        pairs = size * pred.reshape(-1) + gt.reshape(-1)  # (H*W,) row-major index into (K+1, K+1)
+        return np.bincount(pairs, minlength=size * size).reshape(size, size)
+
     def evaluate(self) -> OrderedDict | None:
-        """detectron2's results under ``"sem_seg"`` with ``mIoU_legacy`` added; None off rank 0."""
+        """detectron2's results under ``"sem_seg"`` with ``mIoU_legacy`` added; None off rank 0,
+        and None on every process when no image could be scored (an error is logged)."""
+        num_scored = self._num_scored
+        if self._distributed:
+            gathered = comm.all_gather((self._num_scored, self._skipped))
+            num_scored = sum(n for n, _ in gathered)
+            self._skipped = [s for _, skipped in gathered for s in skipped]
+        if num_scored == 0:
+            logger.error(
+                "%s: no image could be scored for the semantic metrics (%d skipped); no mIoU",
+                self._dataset_name,
+                len(self._skipped),
+            )
+            return None
         results = super().evaluate()  # gathers self._conf_matrix onto the main process
         if results is None:  # not the main process
             return None

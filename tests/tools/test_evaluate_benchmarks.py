@@ -74,3 +74,28 @@ def test_a_vocabulary_file_replaces_the_class_names(tmp_path, monkeypatch):
     assert seen[0] == ("disc", "box", "wedge", "star shape", "lawn", "lake", "beach")
     with pytest.raises(ValueError, match=r"bad.txt lists 2 classes but dataset .* has 7"):
         tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={bad}"])
+
+
+def test_unreadable_images_are_skipped_printed_and_listed(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "datasets"
+    dataset = write_synthetic_dataset(
+        root / SYNTHETIC_FOLDER, num_train=1, num_val=2, image_size=64
+    )
+    broken = dataset.paths("val").images / "00001.jpg"
+    broken.write_text("not an image")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    output = tmp_path / "bench"
+    results = load_tool().main(
+        [
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+            *("--datasets", "maftp_synthetic_sem_seg_val", "--output-dir", str(output)),
+        ]
+    )
+    assert "mIoU" in results["maftp_synthetic_sem_seg_val"]["sem_seg"]
+    printed = capsys.readouterr().out
+    assert "maftp_synthetic_sem_seg_val: 1 skipped image(s):" in printed
+    assert f"  {broken}: could not read the image {broken}" in printed
+    (entry,) = json.loads((output / "skipped_files.json").read_text())[
+        "maftp_synthetic_sem_seg_val"
+    ]
+    assert entry["file_name"] == str(broken) and "cannot identify image file" in entry["reason"]

@@ -1,6 +1,13 @@
-"""Training dataset mappers: dataset dicts -> image tensors and per-segment target masks."""
+"""Dataset mappers: dataset dicts -> image tensors (and, for training, per-segment target masks)."""
 
 from .panoptic_mapper import PanopticTrainMapper, build_lsj_augmentations
 from .semantic_mapper import SemanticTrainMapper
+from .test_mapper import SKIP_REASON, EvaluationMapper
 
-__all__ = ["PanopticTrainMapper", "SemanticTrainMapper", "build_lsj_augmentations"]
+__all__ = [
+    "SKIP_REASON",
+    "EvaluationMapper",
+    "PanopticTrainMapper",
+    "SemanticTrainMapper",
+    "build_lsj_augmentations",
+]

@@ -92,12 +92,19 @@ class SemanticTrainMapper:
 
 
 def read_label(label_file: str, image_hw: tuple[int, int], image_file: str) -> np.ndarray:
-    """The (H, W) label map of ``label_file``, checked to be the image's size.
+    """The (H, W) label map of ``label_file``, checked by :func:`check_label`."""
+    return check_label(utils.read_image(label_file), label_file, image_hw, image_file)
+
+
+def check_label(
+    label: np.ndarray, label_file: str, image_hw: tuple[int, int], image_file: str
+) -> np.ndarray:
+    """``label`` as read from ``label_file``, checked to be an (H, W) map of the image's size.
 
     uint8 labels stay uint8 (resized by PIL); wider ones (uint16 tif) become float64, which
-    detectron2's transforms resize by nearest-neighbour torch interpolation, exactly.
+    detectron2's transforms resize by nearest-neighbour torch interpolation, exactly. A ValueError
+    names both files otherwise.
     """
-    label = utils.read_image(label_file)
     if label.ndim != 2:
         raise ValueError(
             f"label {label_file} has shape {label.shape}; expected a single-channel (H, W) map"
