@@ -13,6 +13,7 @@ The predictor only converts the model's detectron2 outputs; post-processing live
 """
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ TASKS = {
 }
 
 PICKLE_SUFFIXES = (".pkl", ".pyth")  # formats detectron2's checkpointer unpickles
+# Panoptic and instance outputs hold Q full-size float masks: above this many pixels they are
+# computed at a proportionally smaller size and enlarged (nearest neighbour) to the image's.
+MAX_MASK_OUTPUT_PIXELS = 2**22  # 2048 x 2048; 100 masks of it are 1.6 GiB
 
 ImageInput = np.ndarray | Image.Image | str | os.PathLike
 
@@ -197,22 +201,42 @@ class Predictor:
             task: "semantic", "panoptic" or "instance".
             min_score: instance task: drop instances scoring below this (the model always
                 returns its top 100 (query, class) pairs).
+
+        Images of any size work. Semantic output is computed at the image's size with memory
+        that does not depend on it beyond a few (H, W) maps; panoptic and instance outputs of an
+        image over ``MAX_MASK_OUTPUT_PIXELS`` are computed at that many pixels and enlarged.
         """
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
         rgb = load_rgb(image)  # (H, W, 3) uint8
         self._set_vocabulary(vocabulary)
         height, width = rgb.shape[:2]
+        out_height, out_width = height, width
+        if task != "semantic" and height * width > MAX_MASK_OUTPUT_PIXELS:
+            scale = math.sqrt(MAX_MASK_OUTPUT_PIXELS / (height * width))
+            out_height, out_width = max(1, int(height * scale)), max(1, int(width * scale))
+            logger.info(
+                "%dx%d image: %s masks computed at %dx%d and enlarged (nearest neighbour)",
+                width,
+                height,
+                task,
+                out_width,
+                out_height,
+            )
         resized = self.resize.get_transform(rgb).apply_image(rgb)  # (h, w, 3)
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))  # (3, h, w)
+        inputs = [{"image": tensor, "height": out_height, "width": out_width}]
         flags = (self.model.semantic_on, self.model.panoptic_on, self.model.instance_on)
         try:
             self.model.semantic_on, self.model.panoptic_on, self.model.instance_on = TASKS[task]
             with torch.no_grad():
-                output = self.model([{"image": tensor, "height": height, "width": width}])[0]
+                output = self.model(inputs)[0]
         finally:
             self.model.semantic_on, self.model.panoptic_on, self.model.instance_on = flags
-        return to_prediction(output, self.model.vocabulary, task, min_score=min_score)
+        prediction = to_prediction(output, self.model.vocabulary, task, min_score=min_score)
+        if (out_height, out_width) != (height, width):
+            prediction = _enlarge(prediction, height, width)
+        return prediction
 
     def _set_vocabulary(self, vocabulary: str | Sequence[str]) -> None:
         """Parse ``vocabulary`` and set it on the model unless it is already the current one."""
@@ -220,6 +244,26 @@ class Predictor:
         parsed = Vocabulary.from_names(names, is_thing)
         if parsed != self.model.vocabulary:
             self.model.set_vocabulary(names, is_thing)
+
+
+def _enlarge(prediction: Prediction, height: int, width: int) -> Prediction:
+    """``prediction`` with every map and mask enlarged to (height, width), nearest neighbour."""
+    small_h, small_w = prediction.label_map.shape
+    rows = ((np.arange(height) + 0.5) * small_h / height).astype(np.int64)  # (H,) source rows
+    cols = ((np.arange(width) + 0.5) * small_w / width).astype(np.int64)  # (W,) source columns
+    rows, cols = np.minimum(rows, small_h - 1)[:, None], np.minimum(cols, small_w - 1)[None, :]
+    segments = [
+        Segment(s.id, s.label, s.name, s.score, s.is_thing, s.mask[rows, cols])  # (H, W)
+        for s in prediction.segments
+    ]
+    segment_map = prediction.segment_map
+    return Prediction(
+        prediction.task,
+        prediction.label_map[rows, cols],  # (H, W)
+        segments,
+        prediction.class_names,
+        None if segment_map is None else segment_map[rows, cols],  # (H, W)
+    )
 
 
 def _config_weights(config_weights: str) -> str:
@@ -249,6 +293,11 @@ def load_rgb(image: ImageInput) -> np.ndarray:
             with Image.open(path) as opened:
                 opened.load()
                 return _pil_to_rgb(opened)
+        except Image.DecompressionBombError as exc:  # PIL refuses > 2 * MAX_IMAGE_PIXELS
+            raise ValueError(
+                f"the image {path} has more pixels than PIL opens by default ({exc}); if the file "
+                "is trusted, raise PIL.Image.MAX_IMAGE_PIXELS before predicting"
+            ) from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:  # PIL's decoding errors
             raise ValueError(f"could not read the image {path}: {exc}") from exc
     raise TypeError(

@@ -183,6 +183,49 @@ def test_one_pixel_image(predictor):
         assert prediction.label_map.shape == (1, 1)
 
 
+def output_sizes(predictor) -> list:
+    """Record the output (height, width) the model is asked for at each call."""
+    sizes = []
+    predictor.model.register_forward_pre_hook(
+        lambda m, args: sizes.append((args[0][0]["height"], args[0][0]["width"]))
+    )
+    return sizes
+
+
+@pytest.mark.parametrize("task", ["panoptic", "instance"])
+def test_masks_of_an_image_over_the_budget_are_computed_smaller_and_enlarged(task, monkeypatch):
+    predictor = Predictor.from_preset("tiny", device="cpu")
+    monkeypatch.setattr(predictor_module, "MAX_MASK_OUTPUT_PIXELS", 600)  # 40 x 60 is 4x that
+    sizes = output_sizes(predictor)
+    prediction = predictor.predict(random_image(40, 60), VOCABULARY, task=task)
+    assert sizes == [(20, 30)]
+    check_prediction(prediction, task, (40, 60))
+    blocks = prediction.label_map.reshape(20, 2, 30, 2)  # nearest neighbour: constant 2x2 blocks
+    assert (blocks == blocks[:, :1, :, :1]).all()
+    for segment in prediction.segments:
+        assert (segment.mask.reshape(20, 2, 30, 2) == segment.mask[::2, None, ::2, None]).all()
+    if task == "panoptic":
+        for segment in prediction.segments:
+            assert np.array_equal(segment.mask, prediction.segment_map == segment.id)
+
+
+def test_semantic_output_of_a_very_large_image_is_full_size(monkeypatch):
+    predictor = Predictor.from_preset("tiny", device="cpu")
+    monkeypatch.setattr(predictor_module, "MAX_MASK_OUTPUT_PIXELS", 600)
+    sizes = output_sizes(predictor)
+    prediction = predictor.predict(random_image(3000, 4000), VOCABULARY)  # 12 megapixels
+    assert sizes == [(3000, 4000)]
+    check_prediction(prediction, "semantic", (3000, 4000))
+
+
+def test_images_beyond_pils_pixel_limit_are_named(predictor, tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.fromarray(random_image(20, 20)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses over 2x this: 400 > 200
+    with pytest.raises(ValueError, match=r"huge.png has more pixels .*PIL.Image.MAX_IMAGE_PIXELS"):
+        predictor.predict(path, VOCABULARY)
+
+
 def test_bad_images_are_named(predictor, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n definitely not the rest of a png")

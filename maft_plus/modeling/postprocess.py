@@ -74,9 +74,9 @@ def _check_is_thing(name: str, is_thing: Sequence[bool], num_classes: int) -> No
         )
 
 
-# A chunk of per-class scores holds at most this many values (128 MiB in float32) whatever the
-# output size: a very large image goes through one class at a time instead of running out of memory.
-MAX_CHUNK_ELEMENTS = 2**25
+# A chunk of scores holds at most this many values (64 MiB in float32) whatever the output size
+# and the number of classes: a very large image goes through one class at a time.
+MAX_CHUNK_ELEMENTS = 2**24
 
 
 def _semantic_masks(
@@ -202,9 +202,11 @@ def semantic_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The argmax and max over classes of `semantic_inference`'s scores, without building them.
 
-    The scores are computed a chunk of classes at a time (as in `semantic_inference`) and reduced
-    into a running maximum, so memory does not grow with K: a few (H, W) maps, the (Q, image H,
-    image W) mask probabilities and one chunk. Ties go to the lower class index, as ``argmax``.
+    Memory does not grow with K: a few (H, W) maps, the (Q, image H, image W) mask probabilities
+    and one chunk of at most ``MAX_CHUNK_ELEMENTS`` scores. When the output is the cropped input
+    size, a chunk is every class over a tile of pixels, reduced at once; otherwise (the scores are
+    resized) it is a few classes over the whole output, reduced into a running maximum. Ties go to
+    the lower class index, as with ``argmax``.
 
     Args:
         class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
@@ -216,6 +218,15 @@ def semantic_labels(
     """
     probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
     num_classes = probs_t.shape[0]
+    if tuple(masks.shape[-2:]) == tuple(output_size):  # no resize: tiles of pixels, all classes
+        masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, H*W), a copy only if cropped
+        best = masks.new_empty(masks_flat.shape[1])  # (H*W,)
+        labels = torch.empty(masks_flat.shape[1], dtype=torch.int64, device=masks.device)
+        tile = max(1, MAX_CHUNK_ELEMENTS // num_classes)
+        for start in range(0, masks_flat.shape[1], tile):
+            scores = probs_t @ masks_flat[:, start : start + tile]  # (K, tile)
+            torch.max(scores, dim=0, out=(best[start : start + tile], labels[start : start + tile]))
+        return labels.view(output_size), best.view(output_size)
     labels = best = None
     chunks = _class_chunks(num_classes, chunk_size, output_size)
     for start in chunks:

@@ -139,16 +139,16 @@ def test_semantic_labels_are_the_argmax_and_max_of_the_scores(chunk_size, sizes)
     torch.testing.assert_close(confidence, best, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("output_size", [(4, 4), (7, 9)])  # pixel tiles; class chunks
 @pytest.mark.parametrize("chunk_size", [1, 2, 64])
-def test_semantic_labels_break_ties_towards_the_lower_class(chunk_size) -> None:
+def test_semantic_labels_break_ties_towards_the_lower_class(chunk_size, output_size) -> None:
     """Classes 1 and 3 get identical scores everywhere; argmax would pick 1."""
     class_probs = torch.tensor([[0.1, 0.3, 0.0, 0.3, 0.3], [0.2, 0.25, 0.3, 0.25, 0.0]])
     mask_logits = torch.randn(2, 4, 4)
-    labels, _ = semantic_labels(
-        class_probs, mask_logits, (4, 4), (4, 4), (4, 4), chunk_size=chunk_size
-    )
+    sizes = ((4, 4), (4, 4), output_size)
+    labels, _ = semantic_labels(class_probs, mask_logits, *sizes, chunk_size=chunk_size)
     assert not (labels == 3).any()
-    scores = semantic_inference(class_probs, mask_logits, (4, 4), (4, 4), (4, 4))
+    scores = semantic_inference(class_probs, mask_logits, *sizes)
     assert torch.equal(scores[1], scores[3])
     assert torch.equal(labels, scores.argmax(dim=0))
 
@@ -176,6 +176,18 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
     seen.clear()
     assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
     assert seen == [1] * 8
+
+
+@pytest.mark.parametrize("max_elements", [1, 8 * 7, 2**24])  # tiles of 1, 7 and all pixels
+def test_semantic_labels_over_pixel_tiles_match_the_scores(monkeypatch, max_elements) -> None:
+    class_probs = torch.randn(4, 9).softmax(-1)  # (Q, K+1), K = 8
+    mask_logits = torch.randn(4, 5, 6)
+    sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(18, 23))  # no resize
+    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", max_elements)
+    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes)
+    assert torch.equal(labels, expected)
+    torch.testing.assert_close(confidence, best)
 
 
 # ---------------------------------------------------------------- panoptic_inference
