@@ -31,12 +31,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
-@pytest.fixture(autouse=True)
-def fixed_seeds() -> None:
-    """Every test starts from the same random state."""
+def seed_everything() -> None:
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fixed_seeds_per_module() -> None:
+    """Module-scoped fixtures (built before any test's own seeding) start from a fixed state too:
+    torch seeds itself randomly at start-up, so a model they build would differ run to run."""
+    seed_everything()
+
+
+@pytest.fixture(autouse=True)
+def fixed_seeds() -> None:
+    """Every test starts from the same random state."""
+    seed_everything()
 
 
 @pytest.fixture(autouse=True)
