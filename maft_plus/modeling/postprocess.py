@@ -100,13 +100,14 @@ def _semantic_masks(
         )
     mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
     probs = mask_cls.softmax(dim=-1)[:, :num_classes].to(mask_logits.dtype)  # (Q, K)
-    masks = mask_logits
-    if tuple(masks.shape[-2:]) != tuple(padded_size):
+    if tuple(mask_logits.shape[-2:]) == tuple(padded_size):
+        masks = mask_logits.sigmoid()  # (Q, padded H, padded W), a new tensor
+    else:  # upsampled into a new tensor, which then takes its sigmoid in place
         masks = F.interpolate(
-            masks[None], size=tuple(padded_size), mode="bilinear", align_corners=False
-        )[0]  # (Q, padded H, padded W)
+            mask_logits[None], size=tuple(padded_size), mode="bilinear", align_corners=False
+        )[0].sigmoid_()  # (Q, padded H, padded W)
     # The sum over queries is per pixel, so cropping before combining gives the same values.
-    masks = masks[:, : image_size[0], : image_size[1]].sigmoid()  # (Q, image H, image W)
+    masks = masks[:, : image_size[0], : image_size[1]].contiguous()  # (Q, image H, image W)
     return probs.t(), masks
 
 
@@ -136,7 +137,7 @@ def _chunk_scores(
         (k, H, W) scores (``out`` when given).
     """
     num, (out_h, out_w) = probs_t.shape[0], output_size
-    masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, image H*W), a copy only if cropped
+    masks_flat = masks.view(masks.shape[0], -1)  # (Q, image H*W)
     if tuple(masks.shape[-2:]) == (out_h, out_w):
         if out is None:
             return (probs_t @ masks_flat).view(num, out_h, out_w)  # (k, H, W)
@@ -219,7 +220,7 @@ def semantic_labels(
     probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
     num_classes = probs_t.shape[0]
     if tuple(masks.shape[-2:]) == tuple(output_size):  # no resize: tiles of pixels, all classes
-        masks_flat = masks.reshape(masks.shape[0], -1)  # (Q, H*W), a copy only if cropped
+        masks_flat = masks.view(masks.shape[0], -1)  # (Q, H*W)
         best = masks.new_empty(masks_flat.shape[1])  # (H*W,)
         labels = torch.empty(masks_flat.shape[1], dtype=torch.int64, device=masks.device)
         tile = max(1, MAX_CHUNK_ELEMENTS // num_classes)

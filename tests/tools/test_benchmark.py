@@ -32,6 +32,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     assert (inference["num_classes"], inference["num_synonyms"]) == (20, 24)
     for key in ("trunk_ms", "inference_ms", "ratio", "images_per_s", "peak_memory_mib"):
         assert inference[key] > 0, key
+    assert "MALLOC_MMAP_THRESHOLD_=65536" in inference["memory_method"]  # the exact-memory run
     # the default output: an int64 label map and a float32 confidence map
     assert inference["semantic_output_mib"] == 64 * 64 * (8 + 4) / 2**20
     train = saved["train"]
