@@ -35,6 +35,9 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.TEXT_BATCH_SIZE = 256
     # Network inputs are zero-padded (after normalization) to a multiple of this.
     m.SIZE_DIVISIBILITY = 32
+    # Keep CLIP-V's weights and inputs channels-last (NHWC): faster convolutions on recent GPUs;
+    # the same values either way.
+    m.CHANNELS_LAST = False
 
     # Which ConvNeXt stages of CLIP-V are fine-tuned (the stem trains with stage 0); [] freezes
     # CLIP-V entirely (the "frozen CLIP" baseline of paper Table 3; Table 5a varies it).
@@ -117,6 +120,9 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.TEST.OVERLAP_THRESHOLD = 0.7  # panoptic: minimum visible fraction of a kept mask
     m.TEST.INSTANCE_TOP_K = 100  # instance: (query, class) pairs kept per image
     m.TEST.SEMANTIC_CHUNK_SIZE = 64  # semantic: classes upsampled at once (memory only)
+    # Inference under torch.autocast in "bfloat16" or "float16"; "" runs in float32. The pixel
+    # decoder stays in float32 (as released) and post-processing runs on float32 logits.
+    m.TEST.AUTOCAST = ""
 
 
 def setup_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:

@@ -221,8 +221,11 @@ def build_cfg(args: argparse.Namespace):
     config = Path(args.config_file)
     if not config.is_file() and (REPO / config).is_file():
         config = REPO / config
-    opts = ["MODEL.MAFT_PLUS.CLIP_PRETRAINED", "", "MODEL.DEVICE", args.device, *args.opts]
-    return setup_cfg(str(config), opts)
+    opts = ["MODEL.MAFT_PLUS.CLIP_PRETRAINED", "", "MODEL.DEVICE", args.device]
+    opts += ["MODEL.MAFT_PLUS.CHANNELS_LAST", str(args.channels_last)]
+    if args.amp != "none":  # inference autocasts itself; training steps run under autocast()
+        opts += ["MODEL.MAFT_PLUS.TEST.AUTOCAST", {"bf16": "bfloat16", "fp16": "float16"}[args.amp]]
+    return setup_cfg(str(config), [*opts, *args.opts])
 
 
 def build_model(args: argparse.Namespace, cfg, spec: str, training: bool):
@@ -231,8 +234,6 @@ def build_model(args: argparse.Namespace, cfg, spec: str, training: bool):
     names, source = vocabulary_names(spec)
     model.set_vocabulary(names)
     text_note = prepare_text(model, cfg)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
     vocab = model.vocabulary
     info = {"vocabulary": source, "num_classes": vocab.num_classes}
     return model, {**info, "num_synonyms": vocab.num_synonyms, "text_embeddings": text_note}
@@ -248,11 +249,12 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
     model, info = build_model(args, cfg, spec, training=False)
     image = torch.randint(0, 256, (3, args.size, args.size), dtype=torch.uint8)
     inputs = [{"image": image}]
-    with torch.inference_mode(), autocast(args):
+    with torch.inference_mode():
         images = model.preprocess(inputs).tensor  # (1, 3, H, W)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        trunk_s = timed(lambda: model.backbone(images), device, args.warmup, args.repeats)
+        with autocast(args):  # as the model runs its backbone under MODEL.MAFT_PLUS.TEST.AUTOCAST
+            trunk_s = timed(lambda: model.backbone(images), device, args.warmup, args.repeats)
         memory = PeakMemory(device)
         memory.start()
         infer_s = timed(lambda: model(inputs), device, args.warmup, args.repeats)

@@ -4,6 +4,7 @@ Shapes: B batch, Q queries, S synonyms, K classes, D CLIP joint dim, C channels 
 H x W padded input, h x w F3's size.
 """
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -35,6 +36,7 @@ from .transformer_decoder import synonym_logits_to_class_logits
 logger = logging.getLogger(__name__)
 
 SEMANTIC_OUTPUTS = ("labels", "scores")  # see MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT
+AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TEACHER_PREFIX = "teacher."  # never saved: rebuilt from the pretrained tag when training
 
 
@@ -54,6 +56,8 @@ class MAFTPlus(nn.Module):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         size_divisibility: int,
+        channels_last: bool,
+        autocast: str,
         semantic_on: bool,
         semantic_output: str,
         panoptic_on: bool,
@@ -76,6 +80,11 @@ class MAFTPlus(nn.Module):
         super().__init__()
         if objective is not None and objective.needs_teacher and teacher is None:
             raise ValueError("L_rc (LOSS.RC_WEIGHT > 0) needs the frozen teacher CLIP-V")
+        if autocast not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"MODEL.MAFT_PLUS.TEST.AUTOCAST must be one of {list(AUTOCAST_DTYPES)}, "
+                f"got {autocast!r}"
+            )
         if semantic_output not in SEMANTIC_OUTPUTS:
             raise ValueError(
                 f"MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT must be one of {SEMANTIC_OUTPUTS}, "
@@ -101,6 +110,10 @@ class MAFTPlus(nn.Module):
         )
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        self.autocast_dtype = AUTOCAST_DTYPES[autocast]
         self.semantic_on = semantic_on
         self.semantic_output = semantic_output
         self.panoptic_on = panoptic_on
@@ -152,6 +165,8 @@ class MAFTPlus(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": m.SIZE_DIVISIBILITY,
+            "channels_last": m.CHANNELS_LAST,
+            "autocast": m.TEST.AUTOCAST,
             "semantic_on": m.TEST.SEMANTIC_ON,
             "semantic_output": m.TEST.SEMANTIC_OUTPUT,
             "panoptic_on": m.TEST.PANOPTIC_ON,
@@ -221,7 +236,14 @@ class MAFTPlus(nn.Module):
         if self.training:
             return self.losses(batched_inputs)
         images = self.preprocess(batched_inputs)
-        outputs = self.predict(images.tensor, with_aux=False)
+        dtype = self.autocast_dtype
+        # nullcontext, not autocast(enabled=False): leave a caller's own autocast in force
+        with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+            outputs = self.predict(images.tensor, with_aux=False)
+        outputs = {
+            key: outputs[key].float()  # post-processing in float32 whatever the autocast
+            for key in ("in_vocab_logits", "out_vocab_logits", "pred_masks")
+        }
         return self.postprocess(outputs, images, batched_inputs)
 
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
@@ -271,6 +293,8 @@ class MAFTPlus(nn.Module):
         vocab = self.vocabulary
         text = self.text_embeddings()  # (S+1, D)
         synonym_to_class = torch.tensor(vocab.synonym_to_class, device=self.device)  # (S,)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.backbone(images)
         # The proposal generator must not train CLIP-V: it sees detached backbone features.
         proposal_inputs = {name: features[name].detach() for name in PROPOSAL_INPUTS}

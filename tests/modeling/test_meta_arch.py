@@ -34,6 +34,34 @@ def test_unknown_semantic_output_is_rejected(tiny_model_factory):
         tiny_model_factory("MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT", "probabilities")
 
 
+def scores_under(tiny_model_factory, tiny_inputs, *opts: str) -> list[torch.Tensor]:
+    """Dense semantic scores of the tiny model (same seed, same weights) built with ``opts``."""
+    torch.manual_seed(0)
+    model = tiny_model_factory("MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT", "scores", *opts)
+    with torch.no_grad():
+        return [result["sem_seg"] for result in model(tiny_inputs)]
+
+
+def test_channels_last_gives_the_same_outputs(tiny_model_factory, tiny_inputs):
+    plain = scores_under(tiny_model_factory, tiny_inputs)
+    fast = scores_under(tiny_model_factory, tiny_inputs, "MODEL.MAFT_PLUS.CHANNELS_LAST", "True")
+    for ours, reference in zip(fast, plain, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_autocast_stays_close_and_returns_float32(tiny_model_factory, tiny_inputs):
+    plain = scores_under(tiny_model_factory, tiny_inputs)
+    fast = scores_under(
+        tiny_model_factory, tiny_inputs, "MODEL.MAFT_PLUS.TEST.AUTOCAST", "bfloat16"
+    )
+    for ours, reference in zip(fast, plain, strict=True):
+        assert ours.dtype == torch.float32
+        assert not torch.equal(ours, reference)  # it did run in lower precision
+        torch.testing.assert_close(ours, reference, rtol=0, atol=0.03)  # scores are in [0, 1]
+    with pytest.raises(ValueError, match="AUTOCAST must be one of"):
+        tiny_model_factory("MODEL.MAFT_PLUS.TEST.AUTOCAST", "int8")
+
+
 def test_panoptic_and_instance_outputs(tiny_model_factory):
     model = tiny_model_factory(
         "MODEL.MAFT_PLUS.TEST.PANOPTIC_ON", "True", "MODEL.MAFT_PLUS.TEST.INSTANCE_ON", "True"
