@@ -195,19 +195,30 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after ``warmup`` calls."""
-    times = []
+def seconds(fn, device: torch.device) -> float:
+    """Wall time of one call of ``fn`` (CUDA work included)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def timed(fns: list, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Median seconds of each of ``fns`` over ``repeats`` rounds after ``warmup`` rounds.
+
+    A round calls every function once, so that drifts of the machine's speed (other load, clock
+    changes) reach all of them alike and their ratios stay fair.
+    """
+    times = [[] for _ in fns]
     for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, fn_times in zip(fns, times, strict=True):
+            elapsed = seconds(fn, device)
+            if i >= warmup:
+                fn_times.append(elapsed)
+    return [statistics.median(fn_times) for fn_times in times]
 
 
 def autocast(args: argparse.Namespace):
@@ -253,11 +264,14 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
         images = model.preprocess(inputs).tensor  # (1, 3, H, W)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(args):  # as the model runs its backbone under MODEL.MAFT_PLUS.TEST.AUTOCAST
-            trunk_s = timed(lambda: model.backbone(images), device, args.warmup, args.repeats)
+
+        def trunk() -> None:
+            with autocast(args):  # as the model runs CLIP-V under MODEL.MAFT_PLUS.TEST.AUTOCAST
+                model.backbone(images)
+
         memory = PeakMemory(device)
-        memory.start()
-        infer_s = timed(lambda: model(inputs), device, args.warmup, args.repeats)
+        memory.start()  # the trunk's peak is part of inference's: the peak is inference's
+        trunk_s, infer_s = timed([trunk, lambda: model(inputs)], device, args.warmup, args.repeats)
         peak = memory.peak_mib()
         outputs = model(inputs)[0]
     output_mib = sum(t.numel() * t.element_size() for t in outputs.values()) / MIB
@@ -294,7 +308,7 @@ def measure_train(args: argparse.Namespace, spec: str) -> dict:
 
     memory = PeakMemory(device)
     memory.start()
-    step_s = timed(step, device, args.warmup, args.repeats)
+    (step_s,) = timed([step], device, args.warmup, args.repeats)
     return {
         **info,
         "batch": args.train_batch,
@@ -322,7 +336,7 @@ def measure_loss(args: argparse.Namespace, segments: int) -> dict:
 
     memory = PeakMemory(device)
     memory.start()
-    loss_s = timed(run, device, args.warmup, args.repeats)
+    (loss_s,) = timed([run], device, args.warmup, args.repeats)
     return {
         "segments": int(instances.gt_classes.numel()),
         "size": size,

@@ -77,6 +77,9 @@ def _check_is_thing(name: str, is_thing: Sequence[bool], num_classes: int) -> No
 # A chunk of scores holds at most this many values (64 MiB in float32) whatever the output size
 # and the number of classes: a very large image goes through one class at a time.
 MAX_CHUNK_ELEMENTS = 2**24
+# A tile of pixels x all classes holds about this many scores (4 MiB in float32): it stays in the
+# CPU cache between the product and the max (2x faster than 64 MiB tiles for 847 classes).
+TILE_ELEMENTS = 2**20
 
 
 def _semantic_masks(
@@ -223,10 +226,11 @@ def semantic_labels(
         masks_flat = masks.view(masks.shape[0], -1)  # (Q, H*W)
         best = masks.new_empty(masks_flat.shape[1])  # (H*W,)
         labels = torch.empty(masks_flat.shape[1], dtype=torch.int64, device=masks.device)
-        tile = max(1, MAX_CHUNK_ELEMENTS // num_classes)
+        tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // num_classes)
         for start in range(0, masks_flat.shape[1], tile):
-            scores = probs_t @ masks_flat[:, start : start + tile]  # (K, tile)
-            torch.max(scores, dim=0, out=(best[start : start + tile], labels[start : start + tile]))
+            # pixel-major (tile, K), so that the max runs along contiguous rows
+            scores = masks_flat[:, start : start + tile].t() @ probs_t.t()  # (tile, K)
+            torch.max(scores, dim=1, out=(best[start : start + tile], labels[start : start + tile]))
         return labels.view(output_size), best.view(output_size)
     labels = best = None
     chunks = _class_chunks(num_classes, chunk_size, output_size)
