@@ -39,14 +39,43 @@ def ms_deform_attn(
     Returns:
         (B, Q, M * Dh) attended values, heads concatenated.
     """
-    batch, num_tokens, num_heads, head_dim = value.shape
-    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    if num_tokens != sum(h * w for h, w in spatial_shapes) or num_levels != len(spatial_shapes):
+    _check_levels(value, spatial_shapes, sampling_locations.shape[3])
+    sizes = torch.tensor(
+        [[w, h] for h, w in spatial_shapes], dtype=sampling_locations.dtype, device=value.device
+    )  # (L, 2) (w_l, h_l)
+    pixels = sampling_locations * sizes[:, None, :] - 0.5  # (B, Q, M, L, P, 2)
+    return ms_deform_attn_pixels(value, spatial_shapes, pixels, attention_weights)
+
+
+def _check_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], levels: int) -> None:
+    """Raise a ValueError unless ``spatial_shapes`` describes ``levels`` maps of value's tokens."""
+    num_tokens = value.shape[1]
+    if num_tokens != sum(h * w for h, w in spatial_shapes) or levels != len(spatial_shapes):
         raise ValueError(
-            f"ms_deform_attn: value has {num_tokens} tokens and sampling_locations {num_levels} "
+            f"ms_deform_attn: value has {num_tokens} tokens and the sampling locations {levels} "
             f"levels, but spatial_shapes {spatial_shapes} describe {len(spatial_shapes)} levels "
             f"of {sum(h * w for h, w in spatial_shapes)} tokens"
         )
+
+
+def ms_deform_attn_pixels(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    pixels: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """`ms_deform_attn` with the locations in pixels of their level (pixel centres on integers).
+
+    Args:
+        value, spatial_shapes, attention_weights: as in `ms_deform_attn`.
+        pixels: (B, Q, M, L, P, 2) (x, y) locations; ``(j, i)`` is the centre of pixel (i, j).
+
+    Returns:
+        (B, Q, M * Dh) attended values, heads concatenated.
+    """
+    _check_levels(value, spatial_shapes, pixels.shape[3])
+    batch, num_tokens, num_heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = pixels.shape
     device, index_dtype = value.device, torch.int64
     if batch * num_heads * num_tokens < 2**31:
         index_dtype = torch.int32  # half the index traffic; embedding_bag takes either
@@ -54,8 +83,6 @@ def ms_deform_attn(
     heights = torch.tensor([h for h, _ in spatial_shapes], device=device)  # (L,)
     starts = torch.cumsum(heights * widths, dim=0) - heights * widths  # (L,) first row of level
 
-    sizes = torch.stack((widths, heights), dim=-1).to(sampling_locations.dtype)  # (L, 2) (w, h)
-    pixels = sampling_locations * sizes[:, None, :] - 0.5  # (B, Q, M, L, P, 2) pixel coordinates
     corner = pixels.floor()  # (B, Q, M, L, P, 2) top-left neighbour
     frac = pixels - corner  # (B, Q, M, L, P, 2) in [0, 1): the weight of the far neighbour
     corner = corner.to(index_dtype)
@@ -178,13 +205,12 @@ class MultiScaleDeformableAttention(nn.Module):
         weights = weights.softmax(dim=-1).view(
             batch, num_queries, self.num_heads, self.num_levels, self.num_points
         )  # (B, Q, M, L, P)
-        # offsets are in pixels of their level: divide by (w_l, h_l) to normalize
-        normalizer = torch.tensor(
+        # Offsets are in pixels of their level: add them to the reference points in pixels,
+        # ``(reference + offset / size) * size - 0.5`` (what `ms_deform_attn` samples) in one step.
+        sizes = torch.tensor(
             [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device
-        )  # (L, 2)
-        locations = (
-            reference_points[:, :, None, :, None, :]  # (B, Q, 1, L, 1, 2)
-            + offsets / normalizer[None, None, None, :, None, :]
-        )  # (B, Q, M, L, P, 2)
-        output = ms_deform_attn(value, spatial_shapes, locations, weights)  # (B, Q, C)
+        )  # (L, 2) (w_l, h_l)
+        reference_pixels = reference_points * sizes - 0.5  # (B, Q, L, 2)
+        pixels = reference_pixels[:, :, None, :, None, :] + offsets  # (B, Q, M, L, P, 2)
+        output = ms_deform_attn_pixels(value, spatial_shapes, pixels, weights)  # (B, Q, C)
         return self.output_proj(output)
