@@ -279,7 +279,7 @@ def load_rgb(image: ImageInput) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from an array, a PIL image or an image file path.
 
     PIL images are turned upright by their EXIF orientation and converted to RGB (grayscale is
-    replicated, palettes looked up, an alpha channel dropped).
+    replicated, 16-bit grayscale scaled to 8 bits, palettes looked up, an alpha channel dropped).
     """
     if isinstance(image, np.ndarray):
         return _check_array(image)
@@ -320,6 +320,11 @@ def _check_array(image: np.ndarray) -> np.ndarray:
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     image = ImageOps.exif_transpose(image)  # upright, as viewers show it
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit (or int) grayscale
+        # PIL's own conversion clips at 255 (a white image); scale 0..65535 to 0..255 instead
+        gray = np.asarray(image).astype(np.float64) / 257.0  # (H, W)
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return _check_array(np.repeat(gray[:, :, None], 3, axis=2))  # (H, W, 3)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # PIL converts transparent palettes through RGBA
     return _check_array(np.asarray(image.convert("RGB")))  # (H, W, 3) uint8

@@ -165,6 +165,16 @@ def test_grayscale_rgba_and_palette_images_become_rgb():
     assert load_rgb(palette)[0, 1].tolist() == [0, 255, 0]
 
 
+def test_16_bit_grayscale_is_scaled_to_8_bits(tmp_path):
+    values = np.array([[0, 257, 32896], [65535, 1000, 40000]], dtype=np.uint16)
+    path = tmp_path / "depth.png"
+    Image.fromarray(values).save(path)  # a 16-bit PNG
+    rgb = load_rgb(path)
+    expected = np.array([[0, 1, 128], [255, 4, 156]], dtype=np.uint8)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    assert np.array_equal(rgb, np.repeat(expected[:, :, None], 3, axis=2))
+
+
 def test_exif_orientation_is_applied(predictor, tmp_path):
     image = Image.fromarray(random_image(20, 36))
     exif = Image.Exif()
