@@ -176,10 +176,8 @@ class MAFTPlusTransformerDecoder(nn.Module):
                     decoder_output, mask_logits, mask_features, *text
                 )
                 aux_outputs.append({"pred_logits": class_logits, "pred_masks": mask_logits})
-            attn_mask = build_attention_mask(
-                mask_logits, sizes[i % NUM_FEATURE_LEVELS], self.num_heads
-            )
-            level = i % NUM_FEATURE_LEVELS
+            level = i % NUM_FEATURE_LEVELS  # layer i attends to level i mod 3
+            attn_mask = build_attention_mask(mask_logits, sizes[level], self.num_heads)
             output = self.transformer_cross_attention_layers[i](
                 output,
                 memories[level],
