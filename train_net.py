@@ -144,11 +144,18 @@ class Trainer(DefaultTrainer):
         )
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None):
+    def test(cls, cfg, model, evaluators=None, *, strict: bool = False):
         """Evaluate on every DATASETS.TEST set, each with its own vocabulary; the images skipped
-        (unreadable or mismatched files) are listed in OUTPUT_DIR/inference/skipped_files.json."""
+        (unreadable or mismatched files) are listed in OUTPUT_DIR/inference/skipped_files.json.
+
+        A test set with no usable image is an error with ``strict`` (``--eval-only``); during
+        training (detectron2's EvalHook calls this without it) it is logged and training goes
+        on, so that the iterations since the last checkpoint are not lost.
+        """
         report = os.path.join(cfg.OUTPUT_DIR, "inference", SKIPPED_REPORT)
-        return evaluate_datasets(cfg, model, cfg.DATASETS.TEST, skipped_report=report)
+        return evaluate_datasets(
+            cfg, model, cfg.DATASETS.TEST, skipped_report=report, strict=strict
+        )
 
 
 def setup(args):
@@ -165,7 +172,7 @@ def main(args):
         model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
         checkpointer = MAFTPlusCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
+        return Trainer.test(cfg, model, strict=True)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

@@ -179,6 +179,7 @@ def evaluate_datasets(
     on_result: Callable[[str, dict], None] | None = None,
     on_skipped: Callable[[str, list[dict]], None] | None = None,
     skipped_report: str | Path | None = None,
+    strict: bool = True,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
@@ -195,7 +196,9 @@ def evaluate_datasets(
         dataset name -> results, of the datasets with at least one image evaluated.
 
     Raises:
-        NothingEvaluatedError: after all datasets, naming those whose every image was skipped.
+        NothingEvaluatedError: after all datasets, naming those whose every image was skipped;
+            with ``strict=False`` (evaluation during training, which must not end the run) the
+            message is logged as an error instead.
     """
     net = unwrap(model)
     previous_vocabulary = net.vocabulary
@@ -233,9 +236,12 @@ def evaluate_datasets(
     finally:
         net.vocabulary = previous_vocabulary
     if failed:
-        raise NothingEvaluatedError(
+        message = (
             f"no image of {', '.join(failed)} could be evaluated: every one was skipped (the "
             "reasons are logged above"
             + (f" and listed in {skipped_report})" if skipped_report is not None else ")")
         )
+        if strict:
+            raise NothingEvaluatedError(message)
+        logger.error(message)
     return results

@@ -184,3 +184,17 @@ def test_a_dataset_with_every_image_skipped_is_an_error_after_the_others(dataset
     assert done == [SEM_SEG_GOOD]
     saved = json.loads(report.read_text())
     assert saved[SEM_SEG_GOOD] == [] and len(saved[HOPELESS]) == 2
+
+
+def test_during_training_a_hopeless_test_set_is_logged_not_raised(datasets, tmp_path, caplog):
+    from train_net import Trainer
+
+    cfg = setup_cfg(TINY, ["DATASETS.TEST", f"('{HOPELESS}', '{SEM_SEG_GOOD}')"])
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="maft_plus.evaluation.loop"):
+        results = Trainer.test(cfg, tiny_model(cfg))  # what detectron2's EvalHook calls
+    assert set(results) == {SEM_SEG_GOOD}
+    assert any(f"no image of {HOPELESS}" in r.message for r in caplog.records)
+    with pytest.raises(NothingEvaluatedError):
+        Trainer.test(cfg, tiny_model(cfg), strict=True)  # --eval-only
