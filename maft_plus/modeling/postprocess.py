@@ -139,21 +139,17 @@ def _chunk_scores(
     Returns:
         (k, H, W) scores (``out`` when given).
     """
-    num, (out_h, out_w) = probs_t.shape[0], output_size
+    num, image_hw = probs_t.shape[0], tuple(masks.shape[-2:])
     masks_flat = masks.view(masks.shape[0], -1)  # (Q, image H*W)
-    if tuple(masks.shape[-2:]) == (out_h, out_w):
-        if out is None:
-            return (probs_t @ masks_flat).view(num, out_h, out_w)  # (k, H, W)
+    if image_hw == tuple(output_size) and out is not None:
         torch.mm(probs_t, masks_flat, out=out.view(num, -1))  # straight into the buffer
         return out
-    chunk = (probs_t @ masks_flat).view(num, *masks.shape[-2:])  # (k, image H, image W)
-    resized = F.interpolate(chunk[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[
-        0
-    ]  # (k, H, W)
-    if out is None:
-        return resized
-    out.copy_(resized)
-    return out
+    scores = (probs_t @ masks_flat).view(num, *image_hw)  # (k, image H, image W)
+    if image_hw != tuple(output_size):
+        scores = F.interpolate(
+            scores[None], size=tuple(output_size), mode="bilinear", align_corners=False
+        )[0]  # (k, H, W)
+    return scores if out is None else out.copy_(scores)
 
 
 def semantic_inference(

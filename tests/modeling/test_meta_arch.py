@@ -43,6 +43,9 @@ def scores_under(tiny_model_factory, tiny_inputs, *opts: str) -> list[torch.Tens
 
 
 def test_channels_last_gives_the_same_outputs(tiny_model_factory, tiny_inputs):
+    model = tiny_model_factory("MODEL.MAFT_PLUS.CHANNELS_LAST", "True")
+    stem = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)  # the option took effect
     plain = scores_under(tiny_model_factory, tiny_inputs)
     fast = scores_under(tiny_model_factory, tiny_inputs, "MODEL.MAFT_PLUS.CHANNELS_LAST", "True")
     for ours, reference in zip(fast, plain, strict=True):

@@ -57,3 +57,16 @@ def test_synthetic_vocabularies_follow_ade150_synonym_counts():
     counts = [len(name.split(",")) for name in names]
     assert counts[:150] == counts[150:]  # ADE-150's per-class counts, cycled
     assert sum(counts[:150]) == 225
+
+
+def test_amp_and_channels_last_flags_set_the_model_options():
+    tool = load_tool()
+    plain = tool.build_cfg(tool.parse_args([]))
+    assert plain.MODEL.MAFT_PLUS.TEST.AUTOCAST == ""
+    assert plain.MODEL.MAFT_PLUS.CHANNELS_LAST is False
+    fast = tool.build_cfg(tool.parse_args(["--amp", "bf16", "--channels-last"]))
+    assert fast.MODEL.MAFT_PLUS.TEST.AUTOCAST == "bfloat16"
+    assert fast.MODEL.MAFT_PLUS.CHANNELS_LAST is True
+    assert tool.build_cfg(tool.parse_args(["--amp", "fp16"])).MODEL.MAFT_PLUS.TEST.AUTOCAST == (
+        "float16"
+    )
