@@ -168,6 +168,34 @@ def test_offsets_are_in_pixels_of_their_level():
     torch.testing.assert_close(out[0, 0], value[0, 8 + 2])  # level 1 pixel (1, 0)
 
 
+def test_module_matches_the_reference_sampler_on_checkpoint_layout_offsets():
+    """The module reorders its offsets and spells out the softmax: the math must not change."""
+    spatial_shapes = [(3, 5), (2, 2)]
+    batch, num_queries, d_model, heads, levels, points = 2, 6, 8, 2, 2, 3
+    attn = MultiScaleDeformableAttention(
+        d_model=d_model, num_heads=heads, num_levels=levels, num_points=points
+    )
+    for linear in (attn.sampling_offsets, attn.attention_weights):
+        torch.nn.init.normal_(linear.weight, std=1.0)  # far-reaching points, peaked weights
+        torch.nn.init.normal_(linear.bias)
+    query = torch.randn(batch, num_queries, d_model)
+    value_input = torch.randn(batch, sum(h * w for h, w in spatial_shapes), d_model)
+    reference_points = torch.rand(batch, num_queries, levels, 2)
+
+    out = attn(query, reference_points, value_input, spatial_shapes)
+
+    # checkpoint layout: offsets (M, L, P, x/y) in pixels of the level, one softmax per head
+    offsets = attn.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
+    sizes = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=torch.float32)  # (L, 2)
+    locations = reference_points[:, :, None, :, None, :] + offsets / sizes[:, None, :]
+    weights = attn.attention_weights(query).view(batch, num_queries, heads, levels * points)
+    weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
+    value = attn.value_proj(value_input).view(batch, -1, heads, d_model // heads)
+    sampled = ms_deform_attn_loop(value, spatial_shapes, locations, weights)
+    assert (locations < 0).any() and (locations > 1).any()  # the zero border is exercised
+    torch.testing.assert_close(out, attn.output_proj(sampled.float()), atol=1e-5, rtol=1e-5)
+
+
 def test_init_follows_deformable_detr():
     attn = MultiScaleDeformableAttention(d_model=16, num_heads=4, num_levels=2, num_points=3)
     grid = attn.sampling_offsets.bias.detach().view(4, 2, 3, 2)  # (M, L, P, 2)

@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from maft_plus.modeling.pixel_decoder import DeformableEncoderLayer, MAFTPlusPixelDecoder
+from maft_plus.modeling.pixel_decoder import (
+    DeformableEncoderLayer,
+    MAFTPlusPixelDecoder,
+    deformable_encoder,
+)
 from maft_plus.modeling.position_encoding import sine_position_encoding
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
@@ -134,7 +138,10 @@ def test_bad_inputs_are_rejected_with_the_feature_name():
         decoder(features)
 
 
-def test_encoder_layer_is_post_norm_with_position_on_the_query_only():
+@pytest.mark.parametrize("query_chunk", [3, 1024])
+def test_encoder_layer_is_post_norm_with_position_on_the_query_only(monkeypatch, query_chunk):
+    """Whatever the number of tokens per chunk (3: uneven chunks; 1024: one chunk)."""
+    monkeypatch.setattr(deformable_encoder, "QUERY_CHUNK", query_chunk)
     layer = DeformableEncoderLayer(
         d_model=16, num_heads=2, num_levels=2, num_points=2, dim_feedforward=32
     )
