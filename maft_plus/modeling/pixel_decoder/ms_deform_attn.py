@@ -24,10 +24,9 @@ def ms_deform_attn(
     bilinear interpolation between the 4 surrounding pixels, zero outside the map. This is
     ``grid_sample(bilinear, padding_mode="zeros", align_corners=False)`` on ``2 * loc - 1``.
 
-    Every sample is one bag of 4 corner rows whose weights are the bilinear weights times the
-    attention weight, so the whole sum is a single ``embedding_bag`` over the value rows: no
-    (B*M, Dh, Q, P) sample tensor is built (3x faster on CPU than sampling with ``grid_sample``
-    and weighting afterwards). Differentiable in all three inputs.
+    The values go into a `padded_value_table` and `sample_padded_table` sums the samples with
+    one ``embedding_bag``: no (B*M, Dh, Q, P) sample tensor is built (on CPU 5x faster than
+    sampling with ``grid_sample`` and weighting afterwards). Differentiable in all three inputs.
 
     Args:
         value: (B, N, M, Dh) values, levels concatenated in the order of ``spatial_shapes``,
