@@ -80,6 +80,29 @@ MAX_CHUNK_ELEMENTS = 2**24
 # A tile of pixels x all classes holds about this many scores (4 MiB in float32): it stays in the
 # CPU cache between the product and the max (2x faster than 64 MiB tiles for 847 classes).
 TILE_ELEMENTS = 2**20
+# Masks are upsampled about this many values (Q x rows x W) at a time when the output is the
+# input size, so that the upsampled probabilities also stay in the cache until they are used.
+BAND_ELEMENTS = 2**20
+
+
+def _check_semantic_sizes(
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+) -> None:
+    _check_query_inputs("semantic inference", class_probs, mask_logits)
+    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
+        raise ValueError(
+            f"semantic inference expects image_size {tuple(image_size)} to fit inside "
+            f"padded_size {tuple(padded_size)}"
+        )
+
+
+def _class_weights(class_probs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(K, Q) weights ``softmax(log(class_probs + 1e-8))[:, :K]`` transposed, in ``dtype``."""
+    mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
+    return mask_cls.softmax(dim=-1)[:, :-1].to(dtype).t()  # (K, Q)
 
 
 def _semantic_masks(
@@ -91,18 +114,10 @@ def _semantic_masks(
     """The two factors of the semantic scores: class weights and cropped mask probabilities.
 
     Returns:
-        (K, Q) weights ``softmax(log(class_probs + 1e-8))[:, :K]`` transposed, and the
-        (Q, image H, image W) sigmoids of the mask logits upsampled to ``padded_size`` and cropped
-        to ``image_size``.
+        (K, Q) weights (`_class_weights`) and the (Q, image H, image W) sigmoids of the mask
+        logits upsampled to ``padded_size`` and cropped to ``image_size``.
     """
-    num_classes = _check_query_inputs("semantic inference", class_probs, mask_logits)
-    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
-        raise ValueError(
-            f"semantic inference expects image_size {tuple(image_size)} to fit inside "
-            f"padded_size {tuple(padded_size)}"
-        )
-    mask_cls = torch.log(class_probs + 1e-8)  # (Q, K+1)
-    probs = mask_cls.softmax(dim=-1)[:, :num_classes].to(mask_logits.dtype)  # (Q, K)
+    _check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
     if tuple(mask_logits.shape[-2:]) == tuple(padded_size):
         masks = mask_logits.sigmoid()  # (Q, padded H, padded W), a new tensor
     else:  # upsampled into a new tensor, which then takes its sigmoid in place
@@ -111,7 +126,52 @@ def _semantic_masks(
         )[0].sigmoid_()  # (Q, padded H, padded W)
     # The sum over queries is per pixel, so cropping before combining gives the same values.
     masks = masks[:, : image_size[0], : image_size[1]].contiguous()  # (Q, image H, image W)
-    return probs.t(), masks
+    return _class_weights(class_probs, masks.dtype), masks
+
+
+def _resize_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(size_out, size_in) weights of bilinear resizing (align_corners False) along one axis.
+
+    Read off ``F.interpolate`` itself by resizing the identity, so they are its very weights.
+    """
+    eye = torch.eye(size_in, dtype=like.dtype, device=like.device)[None, :, None]  # (1, n, 1, n)
+    resized = F.interpolate(eye, size=(1, size_out), mode="bilinear", align_corners=False)
+    return resized[0, :, 0].t()  # (size_out, size_in)
+
+
+def _mask_bands(
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    band_rows: int,
+):
+    """`_semantic_masks`' mask probabilities, ``band_rows`` image rows at a time.
+
+    A band is resized as two products with `_resize_matrix`'s weights, columns then rows (as
+    ``F.interpolate`` does, equal up to rounding), from only the mask rows under it: the full
+    (Q, padded H, padded W) upsampling is never held, and the crop to ``image_size`` is free.
+
+    Yields:
+        (first image row, (Q, rows, image W) mask probabilities), the bands in order.
+    """
+    height, width = mask_logits.shape[-2:]
+    if (height, width) == tuple(padded_size):  # already at the padded size
+        for first in range(0, image_size[0], band_rows):
+            last = min(first + band_rows, image_size[0])
+            yield first, mask_logits[:, first:last].sigmoid()[:, :, : image_size[1]]
+        return
+    rows = _resize_matrix(height, padded_size[0], mask_logits)[: image_size[0]]  # (H, h)
+    columns = _resize_matrix(width, padded_size[1], mask_logits)[: image_size[1]].t()  # (w, W)
+    # the mask rows each image row reads: [first nonzero, last nonzero] of its weights
+    reads = rows.ne(0)
+    tops = reads.int().argmax(dim=1).tolist()  # (H,)
+    bottoms = (height - reads.flip(1).int().argmax(dim=1)).tolist()  # (H,) exclusive
+    for first in range(0, image_size[0], band_rows):
+        last = min(first + band_rows, image_size[0])
+        top, bottom = tops[first], bottoms[last - 1]  # bilinear reads are monotone in the row
+        wide = mask_logits[:, top:bottom] @ columns  # (Q, bottom - top, image W)
+        band = torch.matmul(rows[first:last, top:bottom], wide)  # (Q, rows, image W)
+        yield first, band.sigmoid_()
 
 
 def _class_chunks(num_classes: int, chunk_size: int, output_size: tuple[int, int]) -> range:
@@ -202,11 +262,13 @@ def semantic_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The argmax and max over classes of `semantic_inference`'s scores, without building them.
 
-    Memory does not grow with K: a few (H, W) maps, the (Q, image H, image W) mask probabilities
-    and one chunk of at most ``MAX_CHUNK_ELEMENTS`` scores. When the output is the cropped input
-    size, a chunk is every class over a tile of pixels, reduced at once; otherwise (the scores are
-    resized) it is a few classes over the whole output, reduced into a running maximum. Ties go to
-    the lower class index, as with ``argmax``.
+    Memory does not grow with K. When the output is the cropped input size, the masks are
+    upsampled a band of rows at a time (`_mask_bands`, about ``BAND_ELEMENTS`` probabilities) and
+    every class is scored over a tile of the band's pixels, reduced at once: a few (H, W) maps
+    and cache-sized pieces. Otherwise (the scores are resized) the (Q, image H, image W) mask
+    probabilities are made once and a few classes at a time are scored over the whole output,
+    reduced into a running maximum (chunks of at most ``MAX_CHUNK_ELEMENTS`` scores). Ties go
+    to the lower class index, as with ``argmax``.
 
     Args:
         class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
@@ -216,18 +278,26 @@ def semantic_labels(
         (H, W) int64 labels (the argmax over classes) and (H, W) scores of those labels, in the
         dtype of ``mask_logits``.
     """
+    if tuple(image_size) == tuple(output_size):  # no resize: bands of rows, tiles of pixels
+        _check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
+        probs_t = _class_weights(class_probs, mask_logits.dtype)  # (K, Q)
+        num_classes, num_queries = probs_t.shape
+        best = mask_logits.new_empty(output_size)  # (H, W)
+        labels = torch.empty(output_size, dtype=torch.int64, device=mask_logits.device)
+        tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // num_classes)
+        band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
+        for first, masks in _mask_bands(mask_logits, padded_size, image_size, band_rows):
+            masks = masks.reshape(num_queries, -1)  # (Q, rows*W)
+            band_best = best[first : first + band_rows].view(-1)  # (rows*W,)
+            band_labels = labels[first : first + band_rows].view(-1)
+            for start in range(0, masks.shape[1], tile):
+                pixels = slice(start, start + tile)
+                # class-major (K, tile): 2x faster a product than (tile, K) from (Q, tile)
+                scores = probs_t @ masks[:, pixels]  # (K, tile)
+                torch.max(scores, dim=0, out=(band_best[pixels], band_labels[pixels]))
+        return labels, best
     probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
     num_classes = probs_t.shape[0]
-    if tuple(masks.shape[-2:]) == tuple(output_size):  # no resize: tiles of pixels, all classes
-        masks_flat = masks.view(masks.shape[0], -1)  # (Q, H*W)
-        best = masks.new_empty(masks_flat.shape[1])  # (H*W,)
-        labels = torch.empty(masks_flat.shape[1], dtype=torch.int64, device=masks.device)
-        tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // num_classes)
-        for start in range(0, masks_flat.shape[1], tile):
-            # pixel-major (tile, K), so that the max runs along contiguous rows
-            scores = masks_flat[:, start : start + tile].t() @ probs_t.t()  # (tile, K)
-            torch.max(scores, dim=1, out=(best[start : start + tile], labels[start : start + tile]))
-        return labels.view(output_size), best.view(output_size)
     labels = best = None
     chunks = _class_chunks(num_classes, chunk_size, output_size)
     for start in chunks:

@@ -179,15 +179,36 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
 
 
 @pytest.mark.parametrize("max_elements", [1, 8 * 7, 2**24])  # tiles of 1, 7 and all pixels
-def test_semantic_labels_over_pixel_tiles_match_the_scores(monkeypatch, max_elements) -> None:
+@pytest.mark.parametrize("band_elements", [1, 4 * 5 * 23, 2**20])  # bands of 1, 5, all rows
+def test_semantic_labels_over_pixel_tiles_match_the_scores(
+    monkeypatch, max_elements, band_elements
+) -> None:
     class_probs = torch.randn(4, 9).softmax(-1)  # (Q, K+1), K = 8
     mask_logits = torch.randn(4, 5, 6)
     sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(18, 23))  # no resize
     best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
     monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", max_elements)
+    monkeypatch.setattr(postprocess, "BAND_ELEMENTS", band_elements)
     labels, confidence = semantic_labels(class_probs, mask_logits, **sizes)
     assert torch.equal(labels, expected)
     torch.testing.assert_close(confidence, best)
+
+
+@pytest.mark.parametrize(
+    ("mask_size", "padded_size"),
+    [((5, 6), (20, 24)), ((6, 5), (18, 15)), ((20, 24), (20, 24)), ((5, 6), (21, 26))],
+)  # upsampled x4 and x3 (whole multiples), already padded size, not a whole multiple
+@pytest.mark.parametrize("band_rows", [1, 2, 5, 40])
+def test_mask_bands_are_the_full_upsampling_cut_into_rows(mask_size, padded_size, band_rows):
+    mask_logits = torch.randn(3, *mask_size) * 4
+    image_size = (padded_size[0] - 2, padded_size[1] - 1)
+    expected = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear")[0].sigmoid()
+    expected = expected[:, : image_size[0], : image_size[1]]
+    bands = list(postprocess._mask_bands(mask_logits, padded_size, image_size, band_rows))
+    assert [first for first, _ in bands] == list(range(0, image_size[0], band_rows))
+    got = torch.cat([band for _, band in bands], dim=1)
+    # equal up to rounding: PyTorch's vectorized sigmoid rounds a run's last few values apart
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
 
 
 # ---------------------------------------------------------------- panoptic_inference
