@@ -25,20 +25,16 @@ from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 NUM_FEATURE_LEVELS = 3
 
 
-def build_attention_mask(
-    mask_logits: torch.Tensor, size: tuple[int, int], num_heads: int
-) -> torch.Tensor:
+def build_attention_mask(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Cross-attention mask for the next layer from the current mask prediction.
 
     Args:
         mask_logits: (B, Q, H, W) mask logits; resized bilinearly (align_corners False) to ``size``.
         size: (h, w) of the memory level the next layer attends to.
-        num_heads: M, the mask is repeated once per head.
 
     Returns:
-        (B*M, Q, h*w) bool, True (blocked) where ``sigmoid(logit) < 0.5``; a query whose whole row
-        is blocked is unblocked everywhere. Rows are ordered batch-major (index ``b * M + m``), as
-        ``nn.MultiheadAttention`` expects.
+        (B, 1, Q, h*w) bool, True (blocked) where ``sigmoid(logit) < 0.5``, for every head; a
+        query whose whole row is blocked is unblocked everywhere.
     """
     # Detached: the mask is a hard routing decision of the next layer, not something to train
     # through; it also keeps the resized copies out of the autograd graph.
@@ -46,7 +42,7 @@ def build_attention_mask(
     resized = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
     blocked = resized.sigmoid().flatten(2) < 0.5  # (B, Q, h*w)
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)  # a fully blocked query sees everything
-    return blocked.repeat_interleave(num_heads, dim=0)  # (B*M, Q, h*w)
+    return blocked[:, None]  # (B, 1, Q, h*w), broadcast over the heads
 
 
 class MAFTPlusTransformerDecoder(nn.Module):
@@ -177,7 +173,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
                 )
                 aux_outputs.append({"pred_logits": class_logits, "pred_masks": mask_logits})
             level = i % NUM_FEATURE_LEVELS  # layer i attends to level i mod 3
-            attn_mask = build_attention_mask(mask_logits, sizes[level], self.num_heads)
+            attn_mask = build_attention_mask(mask_logits, sizes[level])
             output = self.transformer_cross_attention_layers[i](
                 output,
                 memories[level],

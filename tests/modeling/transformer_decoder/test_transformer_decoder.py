@@ -109,7 +109,7 @@ def test_layer_i_attends_to_level_i_mod_3_masked_by_the_previous_prediction(deco
         expected_pos = sine_position_encoding(BATCH, *size, HIDDEN // 2).flatten(2).transpose(1, 2)
         torch.testing.assert_close(pos, expected_pos)
         previous_masks = outputs["aux_outputs"][i]["pred_masks"]
-        assert torch.equal(attn_mask, build_attention_mask(previous_masks, size, num_heads=4))
+        assert torch.equal(attn_mask, build_attention_mask(previous_masks, size))
 
 
 def test_every_parameter_gets_a_gradient(decoder, inputs):
