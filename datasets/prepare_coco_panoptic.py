@@ -34,7 +34,7 @@ from PIL import Image
 
 from maft_plus.data.datasets.register_coco import (
     COCO_PANOPTIC_DATASETS,
-    SPLITS,
+    IMAGES_SOURCE,
     coco_panoptic_categories,
     images_dir,
     panoptic_dir,
@@ -43,23 +43,19 @@ from maft_plus.data.datasets.register_coco import (
 )
 from maft_plus.data.prepare import (
     PNG_IGNORE,
-    argument_parser,
-    check_count,
     is_up_to_date,
     map_with_progress,
-    parse_arguments,
+    prepare_coco_splits,
     require_input,
     write_label_map,
 )
 
 logger = logging.getLogger(__name__)
 
-EXPECTED_IMAGES = {"train2017": 118287, "val2017": 5000}
 SOURCE = (
     "the COCO-Panoptic download (images.cocodataset.org/annotations/"
     "panoptic_annotations_trainval2017.zip; unpack the zips inside it into coco/)"
 )
-IMAGES_SOURCE = "the COCO download (images.cocodataset.org/zips/<split>.zip)"
 
 
 def segment_classes(annotation: dict, contiguous: dict[int, int], json_file: Path) -> dict:
@@ -137,30 +133,16 @@ def prepare_split(root: Path, split: str, workers: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(
+    ready = prepare_coco_splits(
         __doc__,
-        expected_val_images=EXPECTED_IMAGES["val2017"],
-        expected_train_images=EXPECTED_IMAGES["train2017"],
-        workers=True,
+        argv,
+        name="COCO-Panoptic",
+        prepare_split=prepare_split,
+        labels_dir=panoptic_semseg_dir,
+        labels_what="semantic maps",
+        dataset_names=COCO_PANOPTIC_DATASETS,
     )
-    parser.add_argument(
-        "--splits", nargs="+", choices=list(SPLITS.values()), default=list(SPLITS.values())
-    )
-    args = parse_arguments(parser, argv)
-    root = Path(args.root)
-    expected = {"train2017": args.expected_train_images, "val2017": args.expected_val_images}
-    for split in args.splits:
-        prepare_split(root, split, args.workers)
-        check_count(root / images_dir(split), "*.jpg", expected[split], f"COCO {split} images")
-        check_count(
-            root / panoptic_semseg_dir(split),
-            "*.png",
-            expected[split],
-            f"COCO-Panoptic {split} semantic maps",
-        )
-    print(
-        f"COCO-Panoptic ready under {root / 'coco'}: datasets {', '.join(COCO_PANOPTIC_DATASETS)}"
-    )
+    print(ready)
 
 
 if __name__ == "__main__":

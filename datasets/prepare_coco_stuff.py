@@ -30,7 +30,7 @@ from PIL import Image
 
 from maft_plus.data.datasets.register_coco import (
     COCO_STUFF_DATASETS,
-    SPLITS,
+    IMAGES_SOURCE,
     coco_stuff_class_ids,
     images_dir,
     stuff_labels_dir,
@@ -38,21 +38,17 @@ from maft_plus.data.datasets.register_coco import (
 )
 from maft_plus.data.prepare import (
     PNG_IGNORE,
-    argument_parser,
-    check_count,
     is_up_to_date,
     map_with_progress,
-    parse_arguments,
+    prepare_coco_splits,
     require_input,
     write_label_map,
 )
 
 logger = logging.getLogger(__name__)
 
-EXPECTED_IMAGES = {"train2017": 118287, "val2017": 5000}
 NUM_SOURCE_IDS = 182  # COCO-Stuff ids 1..182, stored as 0..181
 SOURCE = "the COCO-Stuff download (stuffthingmaps_trainval2017.zip, github.com/nightrome/cocostuff)"
-IMAGES_SOURCE = "the COCO download (images.cocodataset.org/zips/<split>.zip)"
 
 
 def build_lookup() -> np.ndarray:
@@ -104,25 +100,16 @@ def prepare_split(root: Path, split: str, workers: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(
+    ready = prepare_coco_splits(
         __doc__,
-        expected_val_images=EXPECTED_IMAGES["val2017"],
-        expected_train_images=EXPECTED_IMAGES["train2017"],
-        workers=True,
+        argv,
+        name="COCO-Stuff",
+        prepare_split=prepare_split,
+        labels_dir=stuff_labels_dir,
+        labels_what="labels",
+        dataset_names=COCO_STUFF_DATASETS,
     )
-    parser.add_argument(
-        "--splits", nargs="+", choices=list(SPLITS.values()), default=list(SPLITS.values())
-    )
-    args = parse_arguments(parser, argv)
-    root = Path(args.root)
-    expected = {"train2017": args.expected_train_images, "val2017": args.expected_val_images}
-    for split in args.splits:
-        prepare_split(root, split, args.workers)
-        check_count(root / images_dir(split), "*.jpg", expected[split], f"COCO {split} images")
-        check_count(
-            root / stuff_labels_dir(split), "*.png", expected[split], f"COCO-Stuff {split} labels"
-        )
-    print(f"COCO-Stuff ready under {root / 'coco'}: datasets {', '.join(COCO_STUFF_DATASETS)}")
+    print(ready)
 
 
 if __name__ == "__main__":

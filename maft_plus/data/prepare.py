@@ -208,3 +208,51 @@ def check_count(folder: str | Path, pattern: str, expected: int, what: str) -> i
         )
     logger.info("%s: %d files in %s, as expected", what, found, folder)
     return found
+
+
+def prepare_coco_splits(
+    doc: str,
+    argv: list[str] | None,
+    *,
+    name: str,
+    prepare_split: Callable[[Path, str, int], int],
+    labels_dir: Callable[[str], Path],
+    labels_what: str,
+    dataset_names: Sequence[str],
+) -> str:
+    """The command line of a COCO prepare script (``--splits``, ``--workers``, the counts).
+
+    For each chosen split: ``prepare_split(root, split, workers)`` converts its label maps, then
+    the split's images and the maps in ``labels_dir(split)`` are counted against the expected
+    number of images.
+
+    Args:
+        doc: the script's docstring; argv: its arguments (None: the command line).
+        name: the dataset's name in messages, e.g. ``"COCO-Stuff"``.
+        labels_what: what the converted maps are, e.g. ``"labels"``.
+        dataset_names: the registered datasets that are ready at the end.
+
+    Returns:
+        The line for the script to print when all is ready.
+    """
+    from .datasets.register_coco import EXPECTED_IMAGES, SPLITS, images_dir  # see argument_parser
+
+    parser = argument_parser(
+        doc,
+        expected_val_images=EXPECTED_IMAGES["val2017"],
+        expected_train_images=EXPECTED_IMAGES["train2017"],
+        workers=True,
+    )
+    parser.add_argument(
+        "--splits", nargs="+", choices=list(SPLITS.values()), default=list(SPLITS.values())
+    )
+    args = parse_arguments(parser, argv)
+    root = Path(args.root)
+    expected = {"train2017": args.expected_train_images, "val2017": args.expected_val_images}
+    for split in args.splits:
+        prepare_split(root, split, args.workers)
+        check_count(root / images_dir(split), "*.jpg", expected[split], f"COCO {split} images")
+        check_count(
+            root / labels_dir(split), "*.png", expected[split], f"{name} {split} {labels_what}"
+        )
+    return f"{name} ready under {root / 'coco'}: datasets {', '.join(dataset_names)}"

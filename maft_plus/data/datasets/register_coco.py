@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 COCO = Path("coco")
 SPLITS = {"train": "train2017", "val": "val2017"}  # dataset-name suffix -> COCO split folder
+EXPECTED_IMAGES = {"train2017": 118287, "val2017": 5000}  # images of the real COCO 2017 splits
+IMAGES_SOURCE = "the COCO download (images.cocodataset.org/zips/<split>.zip)"
 COCO_STUFF_SCRIPT = "datasets/prepare_coco_stuff.py"
 COCO_PANOPTIC_SCRIPT = "datasets/prepare_coco_panoptic.py"
 
