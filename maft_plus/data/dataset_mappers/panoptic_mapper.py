@@ -9,18 +9,16 @@ Shapes: H, W the augmented image size (the target side with padding); N segments
 """
 
 import copy
-import logging
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode, configurable
-from detectron2.data import MetadataCatalog
+from detectron2.config import CfgNode
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 from panopticapi.utils import rgb2id
 
-logger = logging.getLogger(__name__)
+from .train_mapper import TrainMapper
 
 
 def build_lsj_augmentations(
@@ -45,7 +43,7 @@ def build_lsj_augmentations(
     return augmentations
 
 
-class PanopticTrainMapper:
+class PanopticTrainMapper(TrainMapper):
     """Map a COCO-panoptic dict (``file_name``, ``pan_seg_file_name``, ``segments_info`` with
     contiguous ``category_id`` and ``iscrowd``) to a training sample.
 
@@ -55,31 +53,6 @@ class PanopticTrainMapper:
     ``ignore_label`` elsewhere (unlabeled, crowd, padding); ``height``/``width`` of the image as
     read; ``file_name``; ``image_id``.
     """
-
-    @configurable
-    def __init__(
-        self,
-        *,
-        augmentations: list[T.Augmentation],
-        image_format: str,
-        ignore_label: int,
-        num_classes: int,
-    ) -> None:
-        """
-        Args:
-            augmentations: applied to the image and the panoptic png together, in order
-                (:func:`build_lsj_augmentations`).
-            image_format: ``detection_utils.read_image`` format of the output image ("RGB").
-            ignore_label: the ``sem_seg`` value of pixels in no kept segment.
-            num_classes: K; a segment ``category_id`` outside 0..K-1 is an error.
-        """
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.augmentations = T.AugmentationList(list(augmentations))
-        self.image_format = image_format
-        self.ignore_label = ignore_label
-        self.num_classes = num_classes
-        logger.info("PanopticTrainMapper augmentations: %s", self.augmentations)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
@@ -91,13 +64,7 @@ class PanopticTrainMapper:
         augmentations = build_lsj_augmentations(
             lsj.IMAGE_SIZE, lsj.MIN_SCALE, lsj.MAX_SCALE, cfg.INPUT.RANDOM_FLIP
         )
-        metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
-        return {
-            "augmentations": augmentations,
-            "image_format": cfg.INPUT.FORMAT,
-            "ignore_label": metadata.ignore_label,
-            "num_classes": len(metadata.stuff_classes),
-        }
+        return {"augmentations": augmentations, **cls.metadata_options(cfg)}
 
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs

@@ -7,20 +7,18 @@ Shapes: H, W the augmented image size; N classes present in the label.
 """
 
 import copy
-import logging
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode, configurable
-from detectron2.data import MetadataCatalog
+from detectron2.config import CfgNode
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
-logger = logging.getLogger(__name__)
+from .train_mapper import TrainMapper
 
 
-class SemanticTrainMapper:
+class SemanticTrainMapper(TrainMapper):
     """Map a ``load_sem_seg`` dict (``file_name``, ``sem_seg_file_name``) to a training sample.
 
     Output dict: ``image`` (3, H, W) uint8 in ``image_format``; ``sem_seg`` (H, W) int64 class ids,
@@ -28,30 +26,6 @@ class SemanticTrainMapper:
     (N, H, W) bool, one mask per class present (``gt_masks[i] == (sem_seg == gt_classes[i])``);
     ``height``/``width`` of the image as read; ``file_name``.
     """
-
-    @configurable
-    def __init__(
-        self,
-        *,
-        augmentations: list[T.Augmentation],
-        image_format: str,
-        ignore_label: int,
-        num_classes: int,
-    ) -> None:
-        """
-        Args:
-            augmentations: applied to the image and the label together, in order.
-            image_format: ``detection_utils.read_image`` format of the output image ("RGB").
-            ignore_label: the label value of unlabeled pixels (kept in ``sem_seg``, no mask).
-            num_classes: K; a label value >= K other than ``ignore_label`` is an error.
-        """
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.augmentations = T.AugmentationList(list(augmentations))
-        self.image_format = image_format
-        self.ignore_label = ignore_label
-        self.num_classes = num_classes
-        logger.info("SemanticTrainMapper augmentations: %s", self.augmentations)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
@@ -63,13 +37,7 @@ class SemanticTrainMapper:
         if cfg.INPUT.CROP.ENABLED:
             crop = T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE)
             augmentations.insert(1, crop)  # crop the resized image, before the flip
-        metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
-        return {
-            "augmentations": augmentations,
-            "image_format": cfg.INPUT.FORMAT,
-            "ignore_label": metadata.ignore_label,
-            "num_classes": len(metadata.stuff_classes),
-        }
+        return {"augmentations": augmentations, **cls.metadata_options(cfg)}
 
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs
