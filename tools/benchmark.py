@@ -10,7 +10,9 @@ torch.cuda.max_memory_allocated. CPU peaks are the rise of the resident set's hi
 the resident set before the measured runs (the mark is reset through /proc/self/clear_refs), taken
 in a second subprocess whose glibc returns every freed block of 64 KiB or more to the system
 (MALLOC_MMAP_THRESHOLD_), so that the mark follows live tensors rather than the allocator's
-leftovers; times come from the first subprocess, which allocates as usual.
+leftovers; times come from the first subprocess, which allocates as usual. After the timed
+rounds, as many more calls are timed stage by stage (forward hooks on CLIP-V, the pixel decoder
+and the transformer decoder; the rest of predict; post-processing) to show where the time goes.
 Text embeddings are prepared before any timing, so the text tower is never timed; with random
 weights they are random unit rows (the text tower's output would be as meaningless and slow to
 get). Targets (checked here, never by the tests): inference <= 1.3x the CLIP-V trunk; peak
@@ -221,6 +223,74 @@ def timed(fns: list, device: torch.device, warmup: int, repeats: int) -> list[fl
     return [statistics.median(fn_times) for fn_times in times]
 
 
+# Stages of one inference call, timed by forward hooks (modules) and wrappers (methods).
+STAGE_MODULES = {
+    "clip_v_trunk": lambda model: model.backbone,
+    "pixel_decoder": lambda model: model.sem_seg_head.pixel_decoder,
+    "transformer_decoder": lambda model: model.sem_seg_head.predictor,
+}
+STAGE_METHODS = ("predict", "postprocess")
+
+
+def stage_times(model: MAFTPlus, inputs: list[dict], device: torch.device, repeats: int) -> dict:
+    """Median ms per stage of ``model(inputs)`` over ``repeats`` calls (after the timed rounds).
+
+    Returns ``clip_v_trunk``, ``pixel_decoder``, ``transformer_decoder``, ``clip_heads`` (the
+    rest of ``predict``: mask pooling on CLIP features, CDT, the CLIP classifier),
+    ``postprocess`` and ``preprocess`` (the rest of the call: normalization, padding, casts).
+    """
+    spans: dict[str, float] = {}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def start(name: str) -> None:
+        sync()
+        spans[name] = spans.get(name, 0.0) - time.perf_counter()
+
+    def stop(name: str) -> None:
+        sync()
+        spans[name] += time.perf_counter()
+
+    handles = []
+    for name, get in STAGE_MODULES.items():
+        module = get(model)
+        handles.append(module.register_forward_pre_hook(lambda *_, n=name: start(n)))
+        handles.append(module.register_forward_hook(lambda *_, n=name: stop(n)))
+    for name in STAGE_METHODS:
+        method = getattr(model, name)
+
+        def wrapped(*args, _method=method, _name=name, **kwargs):
+            start(_name)
+            result = _method(*args, **kwargs)
+            stop(_name)
+            return result
+
+        setattr(model, name, wrapped)  # an instance attribute, deleted below
+    rounds = []
+    try:
+        for _ in range(repeats):
+            spans.clear()
+            total = seconds(lambda: model(inputs), device)
+            clip_heads = spans["predict"] - sum(spans[name] for name in STAGE_MODULES)
+            rest = total - spans["predict"] - spans["postprocess"]
+            rounds.append(
+                {
+                    **{name: spans[name] for name in STAGE_MODULES},
+                    "clip_heads": clip_heads,
+                    "postprocess": spans["postprocess"],
+                    "preprocess": rest,
+                }
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name in STAGE_METHODS:
+            delattr(model, name)
+    return {name: statistics.median(r[name] for r in rounds) * 1e3 for name in rounds[0]}
+
+
 def autocast(args: argparse.Namespace):
     if args.amp == "none":
         return contextlib.nullcontext()
@@ -274,6 +344,7 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
         trunk_s, infer_s = timed([trunk, lambda: model(inputs)], device, args.warmup, args.repeats)
         peak = memory.peak_mib()
         outputs = model(inputs)[0]
+        stages = stage_times(model, inputs, device, args.repeats)
     output_mib = sum(t.numel() * t.element_size() for t in outputs.values()) / MIB
     return {
         **info,
@@ -285,6 +356,7 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
         "semantic_output_mib": output_mib,
         "peak_memory_without_output_mib": peak - output_mib,
         "memory_method": memory.method,
+        "stages_ms": stages,
     }
 
 
@@ -448,6 +520,10 @@ def table(results: dict) -> str:
             f"| L_ma, {r['segments']} segments, Q={r['queries']} at {r['size']} | | | "
             f"{r['time_ms']:.0f} | | | | {r['peak_memory_mib']:.0f} | |"
         )
+    for r in results.get("inference", []):
+        if "stages_ms" in r:
+            stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
+            lines.append(f"stages of inference {r['vocabulary']}, ms: {stages}")
     return "\n".join(lines + [""] + check_targets(results))
 
 

@@ -33,6 +33,18 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     for key in ("trunk_ms", "inference_ms", "ratio", "images_per_s", "peak_memory_mib"):
         assert inference[key] > 0, key
     assert "MALLOC_MMAP_THRESHOLD_=65536" in inference["memory_method"]  # the exact-memory run
+    stages = inference["stages_ms"]
+    assert list(stages) == [
+        "clip_v_trunk",
+        "pixel_decoder",
+        "transformer_decoder",
+        "clip_heads",
+        "postprocess",
+        "preprocess",
+    ]
+    assert all(value > 0 for value in stages.values()), stages
+    # the stages are parts of one call: together about the call's time (a separate median)
+    assert 0.5 * inference["inference_ms"] < sum(stages.values()) < 2 * inference["inference_ms"]
     # the default output: an int64 label map and a float32 confidence map
     assert inference["semantic_output_mib"] == 64 * 64 * (8 + 4) / 2**20
     train = saved["train"]
@@ -48,6 +60,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| inference 20 synthetic classes | 20 | 24 |" in printed
     assert "L_ma, 6 segments" in printed
+    assert "stages of inference 20 synthetic classes, ms: clip_v_trunk " in printed
 
 
 def test_synthetic_vocabularies_follow_ade150_synonym_counts():
