@@ -65,7 +65,7 @@ PAD_BEFORE, PAD_AFTER = 1, 2
 
 
 def _padded_cells(spatial_shapes: list[tuple[int, int]]) -> list[int]:
-    """Rows of the table each level takes inside its border."""
+    """Table rows of each level's map with its border, per image and head."""
     pad = PAD_BEFORE + PAD_AFTER
     return [(h + pad) * (w + pad) for h, w in spatial_shapes]
 
@@ -122,11 +122,8 @@ def _column_constants(
     )  # (L, 4)
     columns = per_level[:, None, :].expand(-1, num_points, -1).reshape(-1, 4).t()  # (4, L*P)
     heads = torch.arange(num_heads, device=device)[:, None] * sum(cells)  # (M, 1)
-    return (
-        columns[None, :2].expand(num_heads, -1, -1),
-        columns[2].expand(num_heads, -1),
-        (columns[3] + heads),
-    )
+    upper = columns[None, :2].expand(num_heads, -1, -1)  # (M, 2, L*P)
+    return upper, columns[2].expand(num_heads, -1), columns[3] + heads
 
 
 def sample_padded_table(
