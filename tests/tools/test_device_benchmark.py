@@ -1,0 +1,54 @@
+"""tools/device_benchmark.py: the wheels it carries, its refusal without CUDA, its parity script."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool():
+    path = REPO / "tools" / "device_benchmark.py"
+    spec = importlib.util.spec_from_file_location("device_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prepare_lists_the_pinned_packages_a_gpu_image_lacks():
+    printed = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "device_benchmark.py"), "prepare", "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    tool = load_tool()
+    pins = tool.requirement_pins()
+    names = [line.split("==")[0] for line in printed]
+    assert names == [*tool.CARRIED, *tool.EXTRAS, "sal-detectron2"]  # detectron2 last
+    for line in printed:
+        name, version = line.split("==")
+        if name.lower() in pins:  # the same versions as the project's requirements
+            assert version == pins[name.lower()], line
+    assert pins["open_clip_torch"] and pins["sal-detectron2"] == "0.7.2"
+    assert not {"torch", "numpy", "gradio"} & {name.lower() for name in names}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_run_refuses_without_cuda(tmp_path):
+    tool = load_tool()
+    with pytest.raises(SystemExit, match="no CUDA device is visible"):
+        tool.main(["run", "--dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # nothing installed or written
+
+
+def test_parity_script_runs_the_tiny_model_on_both_devices_it_is_given():
+    tool = load_tool()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    report = tool.parity(env, ("cpu", "cpu"))  # the same device twice: no difference at all
+    assert report == {"in_vocab_logits": 0.0, "out_vocab_logits": 0.0, "pred_masks": 0.0}
