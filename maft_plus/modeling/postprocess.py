@@ -9,7 +9,7 @@ Shapes: B batch, Q queries, K classes (+1 the void column), h x w the predicted 
 H x W the output size (the original image height, width), N kept instances.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,7 @@ def _mask_bands(
     padded_size: tuple[int, int],
     image_size: tuple[int, int],
     band_rows: int,
-):
+) -> Iterator[tuple[int, torch.Tensor]]:
     """`_semantic_masks`' mask probabilities, ``band_rows`` image rows at a time.
 
     A band is resized as two products with `_resize_matrix`'s weights, columns then rows (as
