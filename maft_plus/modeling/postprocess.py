@@ -91,6 +91,7 @@ def _check_semantic_sizes(
     padded_size: tuple[int, int],
     image_size: tuple[int, int],
 ) -> None:
+    """Raise a ValueError naming the input unless the shapes and sizes fit together."""
     _check_query_inputs("semantic inference", class_probs, mask_logits)
     if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
         raise ValueError(
@@ -292,8 +293,7 @@ def semantic_labels(
             band_labels = labels[first : first + band_rows].view(-1)
             for start in range(0, masks.shape[1], tile):
                 pixels = slice(start, start + tile)
-                # class-major (K, tile): 2x faster a product than (tile, K) from (Q, tile)
-                scores = probs_t @ masks[:, pixels]  # (K, tile)
+                scores = probs_t @ masks[:, pixels]  # (K, tile): the max runs over the classes
                 torch.max(scores, dim=0, out=(band_best[pixels], band_labels[pixels]))
         return labels, best
     probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
