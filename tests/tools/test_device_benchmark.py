@@ -4,6 +4,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,44 @@ def test_parity_script_runs_the_tiny_model_on_both_devices_it_is_given():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     report = tool.parity(env, ("cpu", "cpu"))  # the same device twice: no difference at all
     assert report == {"in_vocab_logits": 0.0, "out_vocab_logits": 0.0, "pred_masks": 0.0}
+
+
+def make_wheel(folder: Path, name: str, version: str, tag: str, files: dict[str, str]) -> Path:
+    """A minimal wheel holding ``files`` (path -> text), tagged ``tag`` (e.g. py3-none-any)."""
+    dist = f"{name}-{version}.dist-info"
+    contents = {
+        **files,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n",
+    }
+    record = "".join(f"{path},,\n" for path in contents) + f"{dist}/RECORD,,\n"
+    path = folder / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for member, text in {**contents, f"{dist}/RECORD": record}.items():
+            wheel.writestr(member, text)
+    return path
+
+
+def test_install_puts_the_wheels_in_their_own_folder_without_detectron2_extras(tmp_path):
+    wheels, site = tmp_path / "whl", tmp_path / "site"
+    wheels.mkdir()
+    make_wheel(wheels, "yacs", "0.1.8", "py3-none-any", {"yacs/__init__.py": "VALUE = 1\n"})
+    make_wheel(  # like sal-detectron2: cp310-tagged, a compiled _C and a stray `tools` package
+        wheels,
+        "sal_detectron2",
+        "0.7.2",
+        "cp310-none-any",
+        {
+            "detectron2/__init__.py": "",
+            "detectron2/_C.cpython-310-x86_64-linux-gnu.so": "not a library",
+            "tools/__init__.py": "",
+        },
+    )
+    env = load_tool().install(wheels, site)
+    assert (site / "yacs" / "__init__.py").is_file()
+    assert (site / "detectron2" / "__init__.py").is_file()  # installed despite its cp310 tag
+    assert not list((site / "detectron2").glob("_C.*.so")) and not (site / "tools").exists()
+    assert env["PYTHONPATH"].split(os.pathsep)[:2] == [str(site), str(REPO)]
+    assert env["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(SystemExit, match="no wheels"):
+        load_tool().install(tmp_path / "empty", site)
