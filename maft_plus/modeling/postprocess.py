@@ -140,6 +140,18 @@ def _resize_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Ten
     return resized[0, :, 0].t()  # (size_out, size_in)
 
 
+def _row_spans(rows: torch.Tensor) -> tuple[list[int], list[int]]:
+    """The input rows each output row of a `_resize_matrix` reads: [top, bottom) per row.
+
+    Bilinear reads are monotone in the row, so a band of output rows reads the rows from its
+    first row's top to its last row's bottom.
+    """
+    reads = rows.ne(0)  # (out, in)
+    tops = reads.int().argmax(dim=1).tolist()  # first nonzero weight
+    bottoms = (rows.shape[1] - reads.flip(1).int().argmax(dim=1)).tolist()  # last, exclusive
+    return tops, bottoms
+
+
 def _mask_bands(
     mask_logits: torch.Tensor,
     padded_size: tuple[int, int],
@@ -163,16 +175,86 @@ def _mask_bands(
         return
     rows = _resize_matrix(height, padded_size[0], mask_logits)[: image_size[0]]  # (H, h)
     columns = _resize_matrix(width, padded_size[1], mask_logits)[: image_size[1]].t()  # (w, W)
-    # the mask rows each image row reads: [first nonzero, last nonzero] of its weights
-    reads = rows.ne(0)
-    tops = reads.int().argmax(dim=1).tolist()  # (H,)
-    bottoms = (height - reads.flip(1).int().argmax(dim=1)).tolist()  # (H,) exclusive
+    tops, bottoms = _row_spans(rows)
     for first in range(0, image_size[0], band_rows):
         last = min(first + band_rows, image_size[0])
         top, bottom = tops[first], bottoms[last - 1]  # bilinear reads are monotone in the row
         wide = mask_logits[:, top:bottom] @ columns  # (Q, bottom - top, image W)
         band = torch.matmul(rows[first:last, top:bottom], wide)  # (Q, rows, image W)
         yield first, band.sigmoid_()
+
+
+# Side, in pixels, of the square tiles over which `_candidate_classes` bounds every class's score.
+PRUNE_TILE = 16
+
+
+def _tile_bounds(masks: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query minimum and maximum of the mask probabilities over each tile x tile square.
+
+    Args:
+        masks: (Q, h, w) mask probabilities.
+        tile: side of the squares, from the top-left corner (the last row and column of squares
+            may be cut short by the edges).
+
+    Returns:
+        (Q, ceil(h / tile), ceil(w / tile)) minima and maxima.
+    """
+    lows, highs = [], []
+    for top in range(0, masks.shape[1], tile):
+        rows = masks[:, top : top + tile]  # (Q, <= tile, w)
+        pool = dict(kernel_size=tile, stride=tile, ceil_mode=True)
+        highs.append(F.max_pool1d(rows.amax(dim=1), **pool))  # (Q, ceil(w / tile))
+        lows.append(F.max_pool1d(rows.amin(dim=1).neg_(), **pool).neg_())
+    return torch.stack(lows, dim=1), torch.stack(highs, dim=1)
+
+
+# The relative rounding of a float32 product under torch.set_float32_matmul_precision: TF32
+# ("high") and bfloat16 ("medium") products keep 10 and 7 bits of the inputs' mantissas.
+MATMUL_PRECISION_EPS = {"high": 2.0**-10, "medium": 2.0**-7}
+
+
+def _product_eps(dtype: torch.dtype) -> float:
+    """The machine epsilon of matrix products of ``dtype`` at the current matmul precision."""
+    eps = torch.finfo(dtype).eps
+    if dtype == torch.float32:
+        eps = max(eps, MATMUL_PRECISION_EPS.get(torch.get_float32_matmul_precision(), eps))
+    return eps
+
+
+def _candidate_classes(
+    probs_t: torch.Tensor, masks: torch.Tensor, *, resized: bool
+) -> torch.Tensor | None:
+    """The classes that can be the argmax of ``probs_t @ masks`` at some pixel: exact pruning.
+
+    The weights are non-negative, so over a tile of pixels a class's score lies between its
+    weights times the per-query minima and times the per-query maxima of the mask probabilities
+    (`_tile_bounds`). A class whose upper bound is below some class's lower bound wins no pixel
+    of the tile. The margin, 8 (Q + 2) eps times the tile's largest bound, covers the rounding of
+    the Q-term sums and of the resizing (bounds and scores alike): a pruned class stays below the
+    winner after rounding, so it can neither win nor tie. With ``resized`` the scores are then
+    resized bilinearly (convex combinations of 2 x 2 neighbouring pixels): each tile's bounds
+    also cover its 8 neighbouring tiles, where the pixels such a combination reads lie.
+
+    Args:
+        probs_t: (K, Q) non-negative class weights (`_class_weights`).
+        masks: (Q, h, w) mask probabilities.
+        resized: whether the scores are bilinearly resized before the argmax.
+
+    Returns:
+        (k,) increasing indices of the classes that can win somewhere, or None when all can.
+    """
+    num_queries = probs_t.shape[1]
+    low, high = _tile_bounds(masks, PRUNE_TILE)  # (Q, tile rows, tile columns) each
+    if resized:
+        high = F.max_pool2d(high, kernel_size=3, stride=1, padding=1)
+        low = F.max_pool2d(low.neg_(), kernel_size=3, stride=1, padding=1).neg_()
+    upper = probs_t @ high.flatten(1)  # (K, T)
+    lower = probs_t @ low.flatten(1)  # (K, T)
+    margin = 8 * (num_queries + 2) * _product_eps(masks.dtype) * upper.amax(dim=0)  # (T,)
+    possible = (upper >= lower.amax(dim=0) - margin).any(dim=1)  # (K,); NaN scores: none
+    if bool(possible.all()) or not bool(possible.any()):
+        return None
+    return possible.nonzero()[:, 0]  # (k,)
 
 
 def _class_chunks(num_classes: int, chunk_size: int, output_size: tuple[int, int]) -> range:
@@ -263,13 +345,14 @@ def semantic_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The argmax and max over classes of `semantic_inference`'s scores, without building them.
 
-    Memory does not grow with K. When the output is the cropped input size, the masks are
-    upsampled a band of rows at a time (`_mask_bands`, about ``BAND_ELEMENTS`` probabilities) and
-    every class is scored over a tile of the band's pixels, reduced at once: a few (H, W) maps
-    and cache-sized pieces. Otherwise (the scores are resized) the (Q, image H, image W) mask
-    probabilities are made once and a few classes at a time are scored over the whole output,
-    reduced into a running maximum (chunks of at most ``MAX_CHUNK_ELEMENTS`` scores). Ties go
-    to the lower class index, as with ``argmax``.
+    Memory does not grow with K, and time hardly does: in each band of output rows only the
+    classes that can win one of its pixels are scored (`_candidate_classes`, exact: typically a
+    few of hundreds). When the output is the cropped input size, the masks are upsampled a band
+    of rows at a time (`_mask_bands`, about ``BAND_ELEMENTS`` probabilities) and the band's
+    candidates are scored over a tile of its pixels, reduced at once: a few (H, W) maps and
+    cache-sized pieces. Otherwise (the scores are resized) the (Q, image H, image W) mask
+    probabilities are made once and each band of output rows goes through `_resized_labels`.
+    Ties go to the lower class index, as with ``argmax``.
 
     Args:
         class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
@@ -282,33 +365,81 @@ def semantic_labels(
     if tuple(image_size) == tuple(output_size):  # no resize: bands of rows, tiles of pixels
         _check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
         probs_t = _class_weights(class_probs, mask_logits.dtype)  # (K, Q)
-        num_classes, num_queries = probs_t.shape
+        num_queries = probs_t.shape[1]
         best = mask_logits.new_empty(output_size)  # (H, W)
         labels = torch.empty(output_size, dtype=torch.int64, device=mask_logits.device)
-        tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // num_classes)
         band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
         for first, masks in _mask_bands(mask_logits, padded_size, image_size, band_rows):
+            classes = _candidate_classes(probs_t, masks, resized=False)  # None: all of them
+            weights = probs_t if classes is None else probs_t[classes]  # (k, Q)
+            tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // weights.shape[0])
             masks = masks.reshape(num_queries, -1)  # (Q, rows*W)
             band_best = best[first : first + band_rows].view(-1)  # (rows*W,)
             band_labels = labels[first : first + band_rows].view(-1)
             for start in range(0, masks.shape[1], tile):
                 pixels = slice(start, start + tile)
-                scores = probs_t @ masks[:, pixels]  # (K, tile): the max runs over the classes
+                scores = weights @ masks[:, pixels]  # (k, tile): the max runs over the classes
                 torch.max(scores, dim=0, out=(band_best[pixels], band_labels[pixels]))
+            if classes is not None:  # positions among the candidates -> class indices
+                band_labels.copy_(classes[band_labels])
         return labels, best
     probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
-    num_classes = probs_t.shape[0]
-    labels = best = None
-    chunks = _class_chunks(num_classes, chunk_size, output_size)
-    for start in chunks:
-        stop = min(start + chunks.step, num_classes)
-        chunk_best, chunk_labels = _chunk_scores(probs_t[start:stop], masks, output_size).max(0)
-        if best is None:
-            best, labels = chunk_best, chunk_labels  # (H, W) each; the first chunk starts at 0
-            continue
-        better = chunk_best > best  # (H, W); strictly: a tie keeps the earlier (lower) class
-        best = torch.where(better, chunk_best, best)  # (H, W)
-        labels = torch.where(better, chunk_labels + start, labels)  # (H, W)
+    return _resized_labels(probs_t, masks, output_size, chunk_size)
+
+
+def _resized_labels(
+    probs_t: torch.Tensor, masks: torch.Tensor, output_size: tuple[int, int], chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`semantic_labels` when the scores are resized: a band of output rows at a time.
+
+    A band's scores are made from only the mask rows it reads (`_row_spans`), for only the
+    classes that can win there (`_candidate_classes`), at most ``chunk_size`` classes (and
+    ``MAX_CHUNK_ELEMENTS`` scores) at a time: resized along the columns by ``F.interpolate`` and
+    along the rows by `_resize_matrix`'s weights (equal to resizing the whole map up to rounding),
+    then reduced into the band's running maximum.
+
+    Args:
+        probs_t: (K, Q) class weights.
+        masks: (Q, image H, image W) mask probabilities.
+        output_size: (H, W).
+        chunk_size: as in `semantic_inference`.
+
+    Returns:
+        (H, W) int64 labels and (H, W) scores of those labels.
+    """
+    num_queries, height, width = masks.shape
+    rows = _resize_matrix(height, output_size[0], masks)  # (H, image H)
+    tops, bottoms = _row_spans(rows)
+    best = masks.new_empty(output_size)  # (H, W)
+    labels = torch.empty(output_size, dtype=torch.int64, device=masks.device)
+    band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
+    for first in range(0, output_size[0], band_rows):
+        last = min(first + band_rows, output_size[0])
+        top, bottom = tops[first], bottoms[last - 1]
+        slab = masks[:, top:bottom]  # (Q, n, image W): every mask row the band reads
+        classes = _candidate_classes(probs_t, slab, resized=True)  # None: all of them
+        weights = probs_t if classes is None else probs_t[classes]  # (k, Q)
+        band_best, band_labels = best[first:last], labels[first:last]  # (rows, W) views
+        chunks = _class_chunks(weights.shape[0], chunk_size, (bottom - top, output_size[1]))
+        for start in chunks:
+            scores = weights[start : start + chunks.step] @ slab.reshape(num_queries, -1)
+            scores = F.interpolate(
+                scores.view(1, -1, bottom - top, width),
+                size=(bottom - top, output_size[1]),
+                mode="bilinear",
+                align_corners=False,
+            )[0]  # (c, n, W): the columns resized, the rows as they were
+            scores = torch.matmul(rows[first:last, top:bottom], scores)  # (c, rows, W)
+            chunk_best, chunk_labels = scores.max(dim=0)  # (rows, W) each
+            if start == 0:
+                band_best.copy_(chunk_best)
+                band_labels.copy_(chunk_labels)
+                continue
+            better = chunk_best > band_best  # strictly: a tie keeps the earlier (lower) class
+            band_best.copy_(torch.where(better, chunk_best, band_best))
+            band_labels.copy_(torch.where(better, chunk_labels + start, band_labels))
+        if classes is not None:  # positions among the candidates -> class indices
+            band_labels.copy_(classes[band_labels])
     return labels, best
 
 

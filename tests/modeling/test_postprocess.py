@@ -170,12 +170,110 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
 
     monkeypatch.setattr(postprocess, "_chunk_scores", spy)
     torch.testing.assert_close(semantic_inference(class_probs, mask_logits, **sizes), expected)
-    assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
-    assert seen == [3, 3, 2] * 2
+    assert seen == [3, 3, 2]
     monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", 10)  # less than one class: one at a time
-    seen.clear()
     assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
-    assert seen == [1] * 8
+
+
+def _peaked_inputs(seed: int, num_queries: int, num_classes: int, mask_size: tuple[int, int]):
+    """Predictions shaped like a trained model's: each query sure of one class, smooth masks."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(num_queries, num_classes + 1, generator=generator)
+    favourite = torch.randint(0, num_classes, (num_queries,), generator=generator)
+    logits[torch.arange(num_queries), favourite] += 6.0
+    coarse = torch.randn(1, num_queries, 3, 3, generator=generator) * 8
+    mask_logits = F.interpolate(coarse, size=mask_size, mode="bilinear", align_corners=False)[0]
+    return logits.softmax(-1), mask_logits  # (Q, K+1), (Q, h, w)
+
+
+def _spy_on_candidates(monkeypatch) -> list:
+    """Record what `_candidate_classes` returns (None: every class)."""
+    found = []
+    real = postprocess._candidate_classes
+
+    def spy(probs_t, masks, *, resized):
+        classes = real(probs_t, masks, resized=resized)
+        found.append(probs_t.shape[0] if classes is None else len(classes))
+        return classes
+
+    monkeypatch.setattr(postprocess, "_candidate_classes", spy)
+    return found
+
+
+@pytest.mark.parametrize("sizes", SEMANTIC_SIZES)
+@pytest.mark.parametrize("chunk_size", [1, 64])
+@pytest.mark.parametrize("seed", range(6))
+def test_semantic_labels_score_only_the_classes_that_can_win(
+    monkeypatch, seed, chunk_size, sizes
+) -> None:
+    """Pruned classes (most of them, here) change nothing: labels are the scores' argmax."""
+    num_classes = 60
+    class_probs, mask_logits = _peaked_inputs(seed, 12, num_classes, (6, 8))
+    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    monkeypatch.setattr(postprocess, "PRUNE_TILE", 4)
+    monkeypatch.setattr(postprocess, "BAND_ELEMENTS", 12 * 5 * sizes["output_size"][1])
+    candidates = _spy_on_candidates(monkeypatch)
+    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    assert torch.equal(labels, expected)
+    torch.testing.assert_close(confidence, best, rtol=1e-6, atol=1e-6)
+    assert len(candidates) > 1 and max(candidates) < num_classes / 2  # bands; pruned hard
+
+
+@pytest.mark.parametrize("resized", [False, True])
+def test_candidate_classes_keep_every_winner(monkeypatch, resized) -> None:
+    """Brute force over many predictions: every class that wins a pixel is a candidate."""
+    monkeypatch.setattr(postprocess, "PRUNE_TILE", 2)
+    pruned = 0
+    for seed in range(20):
+        class_probs, mask_logits = _peaked_inputs(seed, 10, 40, (18, 22))
+        probs_t = postprocess._class_weights(class_probs, torch.float32)  # (K, Q)
+        masks = mask_logits.sigmoid()  # (Q, h, w)
+        scores = torch.einsum("kq,qhw->khw", probs_t, masks)  # (K, h, w)
+        if resized:
+            scores = F.interpolate(scores[None], size=(41, 37), mode="bilinear")[0]
+        winners = set(scores.argmax(dim=0).flatten().tolist())
+        classes = postprocess._candidate_classes(probs_t, masks, resized=resized)
+        kept = set(range(40)) if classes is None else set(classes.tolist())
+        assert winners <= kept, seed
+        pruned += classes is not None
+    assert pruned >= 10  # the test would pass without any pruning otherwise
+
+
+def test_candidate_classes_hand_computed() -> None:
+    """One tile, queries in [0.8, 0.9] and [0.1, 0.3]: class 0 scores at least 0.8."""
+    masks = torch.tensor([[[0.9, 0.8]], [[0.1, 0.3]]])  # (Q=2, 1, 2)
+    probs_t = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.5, 0.5]])  # (K=3, Q=2); 1 ties with 0
+    # class 2: at most 0.5 * 0.9 + 0.5 * 0.3 = 0.6 < 0.8, pruned; the tied class 1 is kept
+    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    probs_t[2] = torch.tensor([0.85, 0.0])  # at most 0.765 < 0.8: pruned
+    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    probs_t[2] = torch.tensor([0.95, 0.0])  # at most 0.855 > 0.8: the bounds cannot exclude it
+    assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+
+
+def test_candidate_classes_widen_the_margin_for_reduced_precision_products() -> None:
+    """Under TF32 or bfloat16 float32 products, a class 1e-4 below the best is not pruned."""
+    masks = torch.full((2, 1, 1), 0.5)  # (Q=2, 1, 1)
+    probs_t = torch.tensor([[1.0, 0.0], [0.9999, 0.0]])  # scores 0.5 and 0.49995
+    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0]
+    original = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("high", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+    finally:
+        torch.set_float32_matmul_precision(original)
+
+
+def test_tile_bounds_are_the_minima_and_maxima_of_each_square() -> None:
+    masks = torch.rand(3, 7, 10)
+    low, high = postprocess._tile_bounds(masks, 4)
+    assert low.shape == high.shape == (3, 2, 3)  # ragged last row and column of squares
+    for i, top in enumerate(range(0, 7, 4)):
+        for j, left in enumerate(range(0, 10, 4)):
+            square = masks[:, top : top + 4, left : left + 4].flatten(1)
+            assert torch.equal(low[:, i, j], square.amin(dim=1))
+            assert torch.equal(high[:, i, j], square.amax(dim=1))
 
 
 @pytest.mark.parametrize("max_elements", [1, 8 * 7, 2**24])  # tiles of 1, 7 and all pixels
