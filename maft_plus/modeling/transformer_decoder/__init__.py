@@ -1,7 +1,7 @@
 """Masked-attention transformer decoder with the in-vocabulary (text-embedding) class head."""
 
 from .class_logits import synonym_logits_to_class_logits
-from .decoder import MAFTPlusTransformerDecoder, build_attention_mask
+from .decoder import MAFTPlusTransformerDecoder, build_attention_mask, project_masks
 from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "MAFTPlusTransformerDecoder",
     "SelfAttentionLayer",
     "build_attention_mask",
+    "project_masks",
     "synonym_logits_to_class_logits",
 ]

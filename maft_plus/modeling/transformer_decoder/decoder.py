@@ -25,24 +25,35 @@ from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 NUM_FEATURE_LEVELS = 3
 
 
-def build_attention_mask(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cross-attention mask for the next layer from the current mask prediction.
+def build_attention_mask(level_logits: torch.Tensor) -> torch.Tensor:
+    """Cross-attention mask for the next layer from the current mask prediction at its level.
 
     Args:
-        mask_logits: (B, Q, H, W) mask logits; resized bilinearly (align_corners False) to ``size``.
-        size: (h, w) of the memory level the next layer attends to.
+        level_logits: (B, Q, h, w) mask logits resized (bilinearly, align_corners False) to the
+            (h, w) of the memory level the next layer attends to.
 
     Returns:
         (B, 1, Q, h*w) bool, True (blocked) where ``sigmoid(logit) < 0.5``, for every head; a
         query whose whole row is blocked is unblocked everywhere.
     """
     # Detached: the mask is a hard routing decision of the next layer, not something to train
-    # through; it also keeps the resized copies out of the autograd graph.
-    mask_logits = mask_logits.detach()
-    resized = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-    blocked = resized.sigmoid().flatten(2) < 0.5  # (B, Q, h*w)
+    # through.
+    blocked = level_logits.detach().sigmoid().flatten(2) < 0.5  # (B, Q, h*w)
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)  # a fully blocked query sees everything
     return blocked[:, None]  # (B, 1, Q, h*w), broadcast over the heads
+
+
+def project_masks(mask_embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Mask logits: every query's embedding dotted with every pixel's feature.
+
+    Args:
+        mask_embeds: (B, Q, mask_dim) query embeddings.
+        features: (B, mask_dim, h, w) per-pixel features.
+
+    Returns:
+        (B, Q, h, w) mask logits.
+    """
+    return torch.einsum("bqc,bchw->bqhw", mask_embeds, features)
 
 
 class MAFTPlusTransformerDecoder(nn.Module):
@@ -134,8 +145,8 @@ class MAFTPlusTransformerDecoder(nn.Module):
             synonym_to_class: (S,) long, class index of each synonym.
             num_classes: K.
             with_aux: also return the earlier predictions (for the auxiliary losses). When False
-                the earlier layers predict only the masks their successors' attention needs; the
-                final outputs are the same.
+                the earlier layers predict only what their successors' attention needs (the
+                masks at the level's size); the final outputs are the same.
 
         Returns:
             ``pred_logits`` (B, Q, K+1) class logits (void last), ``pred_masks`` (B, Q, H/4, W/4)
@@ -164,16 +175,27 @@ class MAFTPlusTransformerDecoder(nn.Module):
         output = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)  # (B, Q, C)
         text = (text_embeds, synonym_to_class, num_classes)
 
+        # The attention masks need the mask logits resized to each level. Resizing is linear and
+        # so are the logits in the features: the logits of the resized features are the resized
+        # logits (up to rounding), for a fraction of the work of full-resolution logits.
+        level_features = [
+            F.interpolate(mask_features.detach(), size=size, mode="bilinear", align_corners=False)
+            for size in sizes
+        ]  # (B, mask_dim, h_l, w_l) each
+
         aux_outputs = []
-        decoder_output, mask_logits = self._predict_masks(output, mask_features)
+        decoder_output, mask_embeds = self._embed_queries(output)
         for i in range(self.num_layers):
             if with_aux:
+                mask_logits = project_masks(mask_embeds, mask_features)  # (B, Q, H/4, W/4)
                 class_logits = self._predict_classes(
                     decoder_output, mask_logits, mask_features, *text
                 )
                 aux_outputs.append({"pred_logits": class_logits, "pred_masks": mask_logits})
             level = i % NUM_FEATURE_LEVELS  # layer i attends to level i mod 3
-            attn_mask = build_attention_mask(mask_logits, sizes[level])
+            attn_mask = build_attention_mask(
+                project_masks(mask_embeds.detach(), level_features[level])
+            )  # (B, 1, Q, h_l*w_l)
             output = self.transformer_cross_attention_layers[i](
                 output,
                 memories[level],
@@ -183,27 +205,23 @@ class MAFTPlusTransformerDecoder(nn.Module):
             )
             output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
             output = self.transformer_ffn_layers[i](output)
-            decoder_output, mask_logits = self._predict_masks(output, mask_features)
+            decoder_output, mask_embeds = self._embed_queries(output)
 
+        mask_logits = project_masks(mask_embeds, mask_features)  # (B, Q, H/4, W/4)
         class_logits = self._predict_classes(decoder_output, mask_logits, mask_features, *text)
         return {"pred_logits": class_logits, "pred_masks": mask_logits, "aux_outputs": aux_outputs}
 
-    def _predict_masks(
-        self, output: torch.Tensor, mask_features: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized queries and their mask logits.
+    def _embed_queries(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized queries and their mask embeddings (`project_masks` makes their logits).
 
         Args:
             output: (B, Q, C) query features.
-            mask_features: (B, mask_dim, H/4, W/4), as in ``forward``.
 
         Returns:
-            (B, Q, C) normalized query features and (B, Q, H/4, W/4) mask logits.
+            (B, Q, C) normalized query features and (B, Q, mask_dim) mask embeddings.
         """
         decoder_output = self.decoder_norm(output)  # (B, Q, C)
-        mask_embeds = self.mask_embed(decoder_output)  # (B, Q, mask_dim)
-        mask_logits = torch.einsum("bqc,bchw->bqhw", mask_embeds, mask_features)  # (B, Q, H/4, W/4)
-        return decoder_output, mask_logits
+        return decoder_output, self.mask_embed(decoder_output)
 
     def _predict_classes(
         self,
@@ -217,7 +235,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
         """In-vocabulary class logits of the queries, from their features and mask-pooled pixels.
 
         Args:
-            decoder_output: (B, Q, C) normalized query features (from ``_predict_masks``).
+            decoder_output: (B, Q, C) normalized query features (from ``_embed_queries``).
             mask_logits: (B, Q, H/4, W/4) the queries' mask logits.
             mask_features, text_embeds, synonym_to_class, num_classes: as in ``forward``.
 

@@ -1,8 +1,10 @@
-"""The cross-attention mask: blocked where the previous mask is background, never a blocked row."""
+"""The cross-attention mask: blocked where the previous mask is background, never a blocked row;
+its logits at the level size are the projections of the resized mask features."""
 
 import torch
+import torch.nn.functional as F
 
-from maft_plus.modeling.transformer_decoder import build_attention_mask
+from maft_plus.modeling.transformer_decoder import build_attention_mask, project_masks
 
 
 def test_blocked_where_sigmoid_below_half_and_full_rows_unblocked():
@@ -19,7 +21,7 @@ def test_blocked_where_sigmoid_below_half_and_full_rows_unblocked():
         ],
         requires_grad=True,
     )  # (B=2, Q=2, 2, 2)
-    attn_mask = build_attention_mask(mask_logits, (2, 2))
+    attn_mask = build_attention_mask(mask_logits)
 
     assert attn_mask.dtype == torch.bool
     assert attn_mask.shape == (2, 1, 2, 4)  # (B, 1, Q, h*w): the same for every head
@@ -30,8 +32,15 @@ def test_blocked_where_sigmoid_below_half_and_full_rows_unblocked():
     assert torch.equal(attn_mask[1, 0], image_1)
 
 
-def test_resized_bilinearly_to_the_level_size():
-    mask_logits = torch.full((1, 1, 4, 4), -5.0)
-    mask_logits[..., :2, :2] = 5.0  # top-left quarter is foreground
-    attn_mask = build_attention_mask(mask_logits, (2, 2))
-    assert torch.equal(attn_mask, torch.tensor([[[[False, True, True, True]]]]))
+def test_projecting_resized_features_gives_the_resized_logits():
+    """Bilinear resizing and the projection are both linear: their order does not matter."""
+    mask_embeds = torch.randn(2, 5, 8)  # (B, Q, mask_dim)
+    features = torch.randn(2, 8, 16, 12)  # (B, mask_dim, H/4, W/4)
+    for size in [(8, 6), (4, 3), (2, 2), (5, 7)]:  # strides 8, 16, 32 and an odd size
+        resized_logits = F.interpolate(
+            project_masks(mask_embeds, features), size=size, mode="bilinear", align_corners=False
+        )
+        resized_features = F.interpolate(features, size=size, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(
+            project_masks(mask_embeds, resized_features), resized_logits, rtol=1e-5, atol=1e-5
+        )
