@@ -9,7 +9,7 @@ Shapes: B batch, Q queries, K classes (+1 the void column), h x w the predicted 
 H x W the output size (the original image height, width), N kept instances.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +140,13 @@ def _resize_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Ten
     return resized[0, :, 0].t()  # (size_out, size_in)
 
 
+def _resize_columns(maps: torch.Tensor, width: int) -> torch.Tensor:
+    """Bilinear resizing (align_corners False) of (C, n, w) maps to (C, n, width), rows kept."""
+    return F.interpolate(
+        maps[None], size=(maps.shape[1], width), mode="bilinear", align_corners=False
+    )[0]
+
+
 def _row_spans(rows: torch.Tensor) -> tuple[list[int], list[int]]:
     """The input rows each output row of a `_resize_matrix` reads: [top, bottom) per row.
 
@@ -152,36 +159,30 @@ def _row_spans(rows: torch.Tensor) -> tuple[list[int], list[int]]:
     return tops, bottoms
 
 
-def _mask_bands(
-    mask_logits: torch.Tensor,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
-    band_rows: int,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """`_semantic_masks`' mask probabilities, ``band_rows`` image rows at a time.
+def _mask_rows(
+    mask_logits: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int]
+) -> Callable[[int, int], torch.Tensor]:
+    """`_semantic_masks`' mask probabilities, any band of image rows at a time.
 
-    A band is resized as two products with `_resize_matrix`'s weights, columns then rows (as
-    ``F.interpolate`` does, equal up to rounding), from only the mask rows under it: the full
-    (Q, padded H, padded W) upsampling is never held, and the crop to ``image_size`` is free.
+    A band is resized from only the mask rows under it, along the columns (`_resize_columns`)
+    then along the rows (`_resize_matrix`'s weights): equal to ``F.interpolate`` of the whole map
+    up to rounding, without ever holding the (Q, padded H, padded W) upsampling.
 
-    Yields:
-        (first image row, (Q, rows, image W) mask probabilities), the bands in order.
+    Returns:
+        ``rows(top, bottom)``: the (Q, bottom - top, image W) probabilities of image rows
+        [top, bottom).
     """
-    height, width = mask_logits.shape[-2:]
-    if (height, width) == tuple(padded_size):  # already at the padded size
-        for first in range(0, image_size[0], band_rows):
-            last = min(first + band_rows, image_size[0])
-            yield first, mask_logits[:, first:last].sigmoid()[:, :, : image_size[1]]
-        return
-    rows = _resize_matrix(height, padded_size[0], mask_logits)[: image_size[0]]  # (H, h)
-    columns = _resize_matrix(width, padded_size[1], mask_logits)[: image_size[1]].t()  # (w, W)
-    tops, bottoms = _row_spans(rows)
-    for first in range(0, image_size[0], band_rows):
-        last = min(first + band_rows, image_size[0])
-        top, bottom = tops[first], bottoms[last - 1]  # bilinear reads are monotone in the row
-        wide = mask_logits[:, top:bottom] @ columns  # (Q, bottom - top, image W)
-        band = torch.matmul(rows[first:last, top:bottom], wide)  # (Q, rows, image W)
-        yield first, band.sigmoid_()
+    if tuple(mask_logits.shape[-2:]) == tuple(padded_size):  # already at the padded size
+        return lambda top, bottom: mask_logits[:, top:bottom, : image_size[1]].sigmoid()
+    resize = _resize_matrix(mask_logits.shape[-2], padded_size[0], mask_logits)  # (padded H, h)
+    tops, bottoms = _row_spans(resize[: image_size[0]])
+
+    def rows(top: int, bottom: int) -> torch.Tensor:
+        first, last = tops[top], bottoms[bottom - 1]  # bilinear reads are monotone in the row
+        wide = _resize_columns(mask_logits[:, first:last], padded_size[1])[:, :, : image_size[1]]
+        return torch.matmul(resize[top:bottom, first:last], wide).sigmoid_()  # (Q, n, image W)
+
+    return rows
 
 
 # Side, in pixels, of the square tiles over which `_candidate_classes` bounds every class's score.
@@ -347,12 +348,11 @@ def semantic_labels(
 
     Memory does not grow with K, and time hardly does: in each band of output rows only the
     classes that can win one of its pixels are scored (`_candidate_classes`, exact: typically a
-    few of hundreds). When the output is the cropped input size, the masks are upsampled a band
-    of rows at a time (`_mask_bands`, about ``BAND_ELEMENTS`` probabilities) and the band's
+    few of hundreds). The masks are upsampled only a band of rows at a time (`_mask_rows`, about
+    ``BAND_ELEMENTS`` probabilities). When the output is the cropped input size, a band's
     candidates are scored over a tile of its pixels, reduced at once: a few (H, W) maps and
-    cache-sized pieces. Otherwise (the scores are resized) the (Q, image H, image W) mask
-    probabilities are made once and each band of output rows goes through `_resized_labels`.
-    Ties go to the lower class index, as with ``argmax``.
+    cache-sized pieces. Otherwise (the scores are resized) each band of output rows goes through
+    `_resized_labels`. Ties go to the lower class index, as with ``argmax``.
 
     Args:
         class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
@@ -362,73 +362,75 @@ def semantic_labels(
         (H, W) int64 labels (the argmax over classes) and (H, W) scores of those labels, in the
         dtype of ``mask_logits``.
     """
-    if tuple(image_size) == tuple(output_size):  # no resize: bands of rows, tiles of pixels
-        _check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
-        probs_t = _class_weights(class_probs, mask_logits.dtype)  # (K, Q)
-        num_queries = probs_t.shape[1]
-        best = mask_logits.new_empty(output_size)  # (H, W)
-        labels = torch.empty(output_size, dtype=torch.int64, device=mask_logits.device)
-        band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
-        for first, masks in _mask_bands(mask_logits, padded_size, image_size, band_rows):
-            classes = _candidate_classes(probs_t, masks, resized=False)  # None: all of them
-            weights = probs_t if classes is None else probs_t[classes]  # (k, Q)
-            tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // weights.shape[0])
-            masks = masks.reshape(num_queries, -1)  # (Q, rows*W)
-            band_best = best[first : first + band_rows].view(-1)  # (rows*W,)
-            band_labels = labels[first : first + band_rows].view(-1)
-            for start in range(0, masks.shape[1], tile):
-                pixels = slice(start, start + tile)
-                scores = weights @ masks[:, pixels]  # (k, tile): the max runs over the classes
-                torch.max(scores, dim=0, out=(band_best[pixels], band_labels[pixels]))
-            if classes is not None:  # positions among the candidates -> class indices
-                band_labels.copy_(classes[band_labels])
-        return labels, best
-    probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
-    return _resized_labels(probs_t, masks, output_size, chunk_size)
+    _check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
+    probs_t = _class_weights(class_probs, mask_logits.dtype)  # (K, Q)
+    mask_rows = _mask_rows(mask_logits, padded_size, image_size)
+    if tuple(image_size) != tuple(output_size):
+        return _resized_labels(probs_t, mask_rows, image_size, output_size, chunk_size)
+    num_queries = probs_t.shape[1]  # no resize: bands of rows, tiles of pixels
+    best = mask_logits.new_empty(output_size)  # (H, W)
+    labels = torch.empty(output_size, dtype=torch.int64, device=mask_logits.device)
+    band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
+    for first in range(0, output_size[0], band_rows):
+        masks = mask_rows(first, min(first + band_rows, output_size[0]))  # (Q, rows, W)
+        classes = _candidate_classes(probs_t, masks, resized=False)  # None: all of them
+        weights = probs_t if classes is None else probs_t[classes]  # (k, Q)
+        tile = max(1, min(TILE_ELEMENTS, MAX_CHUNK_ELEMENTS) // weights.shape[0])
+        masks = masks.reshape(num_queries, -1)  # (Q, rows*W)
+        band_best = best[first : first + band_rows].view(-1)  # (rows*W,)
+        band_labels = labels[first : first + band_rows].view(-1)
+        for start in range(0, masks.shape[1], tile):
+            pixels = slice(start, start + tile)
+            scores = weights @ masks[:, pixels]  # (k, tile): the max runs over the classes
+            torch.max(scores, dim=0, out=(band_best[pixels], band_labels[pixels]))
+        if classes is not None:  # positions among the candidates -> class indices
+            band_labels.copy_(classes[band_labels])
+    return labels, best
 
 
 def _resized_labels(
-    probs_t: torch.Tensor, masks: torch.Tensor, output_size: tuple[int, int], chunk_size: int
+    probs_t: torch.Tensor,
+    mask_rows: Callable[[int, int], torch.Tensor],
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`semantic_labels` when the scores are resized: a band of output rows at a time.
 
     A band's scores are made from only the mask rows it reads (`_row_spans`), for only the
     classes that can win there (`_candidate_classes`), at most ``chunk_size`` classes (and
-    ``MAX_CHUNK_ELEMENTS`` scores) at a time: resized along the columns by ``F.interpolate`` and
+    ``MAX_CHUNK_ELEMENTS`` scores) at a time: resized along the columns (`_resize_columns`) and
     along the rows by `_resize_matrix`'s weights (equal to resizing the whole map up to rounding),
     then reduced into the band's running maximum.
 
     Args:
         probs_t: (K, Q) class weights.
-        masks: (Q, image H, image W) mask probabilities.
+        mask_rows: `_mask_rows`' function of the mask probabilities at the image size.
+        image_size: (image H, image W), the size of the scores before resizing.
         output_size: (H, W).
         chunk_size: as in `semantic_inference`.
 
     Returns:
         (H, W) int64 labels and (H, W) scores of those labels.
     """
-    num_queries, height, width = masks.shape
-    rows = _resize_matrix(height, output_size[0], masks)  # (H, image H)
+    num_queries = probs_t.shape[1]
+    height, width = image_size
+    rows = _resize_matrix(height, output_size[0], probs_t)  # (H, image H)
     tops, bottoms = _row_spans(rows)
-    best = masks.new_empty(output_size)  # (H, W)
-    labels = torch.empty(output_size, dtype=torch.int64, device=masks.device)
+    best = probs_t.new_empty(output_size)  # (H, W)
+    labels = torch.empty(output_size, dtype=torch.int64, device=probs_t.device)
     band_rows = max(1, BAND_ELEMENTS // (num_queries * output_size[1]))
     for first in range(0, output_size[0], band_rows):
         last = min(first + band_rows, output_size[0])
         top, bottom = tops[first], bottoms[last - 1]
-        slab = masks[:, top:bottom]  # (Q, n, image W): every mask row the band reads
+        slab = mask_rows(top, bottom)  # (Q, n, image W): every mask row the band reads
         classes = _candidate_classes(probs_t, slab, resized=True)  # None: all of them
         weights = probs_t if classes is None else probs_t[classes]  # (k, Q)
         band_best, band_labels = best[first:last], labels[first:last]  # (rows, W) views
         chunks = _class_chunks(weights.shape[0], chunk_size, (bottom - top, output_size[1]))
         for start in chunks:
             scores = weights[start : start + chunks.step] @ slab.reshape(num_queries, -1)
-            scores = F.interpolate(
-                scores.view(1, -1, bottom - top, width),
-                size=(bottom - top, output_size[1]),
-                mode="bilinear",
-                align_corners=False,
-            )[0]  # (c, n, W): the columns resized, the rows as they were
+            scores = _resize_columns(scores.view(-1, bottom - top, width), output_size[1])
             scores = torch.matmul(rows[first:last, top:bottom], scores)  # (c, rows, W)
             chunk_best, chunk_labels = scores.max(dim=0)  # (rows, W) each
             if start == 0:
