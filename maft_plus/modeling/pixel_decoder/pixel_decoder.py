@@ -94,7 +94,7 @@ class MAFTPlusPixelDecoder(nn.Module):
             padding=1,
             bias=False,
             norm=nn.GroupNorm(num_groups, conv_dim),
-            activation=F.relu,
+            activation=F.relu_,  # in place: nothing reads the GroupNorm's output again
         )
         self.reset_parameters()
 
@@ -147,5 +147,5 @@ class MAFTPlusPixelDecoder(nn.Module):
                 mode="bilinear",
                 align_corners=False,
             )  # (B, C, H/4, W/4)
-            fpn = self.layer_1(lateral + upsampled)  # (B, C, H/4, W/4)
+            fpn = self.layer_1(lateral.add_(upsampled))  # (B, C, H/4, W/4), in place
             return self.mask_features(fpn), multi_scale_features
