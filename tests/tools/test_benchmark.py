@@ -2,7 +2,10 @@
 
 import importlib.util
 import json
+import statistics
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +35,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     assert (inference["num_classes"], inference["num_synonyms"]) == (20, 24)
     for key in ("trunk_ms", "inference_ms", "ratio", "images_per_s", "peak_memory_mib"):
         assert inference[key] > 0, key
+    assert len(inference["round_ratios"]) == 1 and inference["round_ratios"][0] > 0
     assert "MALLOC_MMAP_THRESHOLD_=65536" in inference["memory_method"]  # the exact-memory run
     stages = inference["stages_ms"]
     assert list(stages) == [
@@ -83,3 +87,16 @@ def test_amp_and_channels_last_flags_set_the_model_options():
     assert tool.build_cfg(tool.parse_args(["--amp", "fp16"])).MODEL.MAFT_PLUS.TEST.AUTOCAST == (
         "float16"
     )
+
+
+def test_the_ratio_compares_times_round_by_round():
+    """Rounds 1 and 2 at 1.3x on a machine whose speed drifts, round 3 an outlier at 1.39x: the
+    medians of the two columns come from different rounds (5.7 / 4.1 = 1.39x); the median of
+    the rounds' own ratios does not."""
+    tool = load_tool()
+    trunk = [4.0, 4.8, 4.1]
+    inference = [5.2, 6.24, 5.7]
+    ratio, rounds = tool.paired_ratio(inference, trunk)
+    assert rounds == pytest.approx([1.3, 1.3, 5.7 / 4.1])
+    assert ratio == pytest.approx(1.3)
+    assert statistics.median(inference) / statistics.median(trunk) == pytest.approx(5.7 / 4.1)
