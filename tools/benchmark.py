@@ -12,8 +12,9 @@ in a second subprocess whose glibc returns every freed block of 64 KiB or more t
 (MALLOC_MMAP_THRESHOLD_), so that the mark follows live tensors rather than the allocator's
 leftovers; times come from the first subprocess, which allocates as usual. Times are medians
 over rounds; a round runs the trunk then the whole inference, and the ratio is the median of the
-rounds' own ratios (steady under drifts of a shared machine's speed). After the timed rounds, as many more calls are timed stage by stage (forward hooks on CLIP-V, the pixel decoder
-and the transformer decoder; the rest of predict; post-processing) to show where the time goes.
+rounds' own ratios (steady under drifts of a shared machine's speed). After the timed rounds,
+as many more calls are timed stage by stage (forward hooks on CLIP-V, the pixel decoder and the
+transformer decoder; the rest of predict; post-processing) to show where the time goes.
 Text embeddings are prepared before any timing, so the text tower is never timed; with random
 weights they are random unit rows (the text tower's output would be as meaningless and slow to
 get). Targets (checked here, never by the tests): inference <= 1.3x the CLIP-V trunk; peak

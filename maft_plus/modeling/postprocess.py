@@ -253,9 +253,8 @@ def _candidate_classes(
     lower = probs_t @ low.flatten(1)  # (K, T)
     margin = 8 * (num_queries + 2) * _product_eps(masks.dtype) * upper.amax(dim=0)  # (T,)
     possible = (upper >= lower.amax(dim=0) - margin).any(dim=1)  # (K,); NaN scores: none
-    if bool(possible.all()) or not bool(possible.any()):
-        return None
-    return possible.nonzero()[:, 0]  # (k,)
+    classes = possible.nonzero()[:, 0]  # (k,)
+    return None if len(classes) in (0, len(possible)) else classes
 
 
 def _class_chunks(num_classes: int, chunk_size: int, output_size: tuple[int, int]) -> range:

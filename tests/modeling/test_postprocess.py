@@ -249,6 +249,10 @@ def test_candidate_classes_hand_computed() -> None:
     assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
     probs_t[2] = torch.tensor([0.95, 0.0])  # at most 0.855 > 0.8: the bounds cannot exclude it
     assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+    probs_t[2] = torch.tensor([0.5, 0.5])  # pruned again, as above
+    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    masks[0, 0, 0] = float("nan")  # bounds that compare to nothing: no class is pruned
+    assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
 
 
 def test_candidate_classes_widen_the_margin_for_reduced_precision_products() -> None:
