@@ -543,9 +543,8 @@ def table(results: dict) -> str:
             f"{r['time_ms']:.0f} | | | | {r['peak_memory_mib']:.0f} | |"
         )
     for r in results.get("inference", []):
-        if "stages_ms" in r:
-            stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
-            lines.append(f"stages of inference {r['vocabulary']}, ms: {stages}")
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
+        lines.append(f"stages of inference {r['vocabulary']}, ms: {stages}")
     return "\n".join(lines + [""] + check_targets(results))
 
 

@@ -266,10 +266,7 @@ def _class_chunks(num_classes: int, chunk_size: int, output_size: tuple[int, int
 
 
 def _chunk_scores(
-    probs_t: torch.Tensor,
-    masks: torch.Tensor,
-    output_size: tuple[int, int],
-    out: torch.Tensor | None = None,
+    probs_t: torch.Tensor, masks: torch.Tensor, output_size: tuple[int, int], out: torch.Tensor
 ) -> torch.Tensor:
     """Scores of a few classes at the output size: ``probs_t @ masks``, resized bilinearly.
 
@@ -277,22 +274,20 @@ def _chunk_scores(
         probs_t: (k, Q) class weights of the chunk.
         masks: (Q, image H, image W) mask probabilities.
         output_size: (H, W).
-        out: optional (k, H, W) contiguous buffer to write into.
+        out: (k, H, W) contiguous buffer to write into.
 
     Returns:
-        (k, H, W) scores (``out`` when given).
+        ``out``, holding the (k, H, W) scores.
     """
     num, image_hw = probs_t.shape[0], tuple(masks.shape[-2:])
     masks_flat = masks.view(masks.shape[0], -1)  # (Q, image H*W)
-    if image_hw == tuple(output_size) and out is not None:
-        torch.mm(probs_t, masks_flat, out=out.view(num, -1))  # straight into the buffer
-        return out
+    if image_hw == tuple(output_size):
+        return torch.mm(probs_t, masks_flat, out=out.view(num, -1)).view_as(out)
     scores = (probs_t @ masks_flat).view(num, *image_hw)  # (k, image H, image W)
-    if image_hw != tuple(output_size):
-        scores = F.interpolate(
-            scores[None], size=tuple(output_size), mode="bilinear", align_corners=False
-        )[0]  # (k, H, W)
-    return scores if out is None else out.copy_(scores)
+    resized = F.interpolate(
+        scores[None], size=tuple(output_size), mode="bilinear", align_corners=False
+    )[0]  # (k, H, W)
+    return out.copy_(resized)
 
 
 def semantic_inference(

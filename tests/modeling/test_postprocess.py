@@ -164,7 +164,7 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
     seen = []
     real_chunk_scores = postprocess._chunk_scores
 
-    def spy(probs_t, masks, output_size, out=None):
+    def spy(probs_t, masks, output_size, out):
         seen.append(probs_t.shape[0])
         return real_chunk_scores(probs_t, masks, output_size, out)
 

@@ -98,7 +98,6 @@ class MAFTPlusTransformerDecoder(nn.Module):
                 f"hidden_dim must be a multiple of 4 (sine encoding), got {hidden_dim}"
             )
         self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
         self.num_layers = num_layers
 
         # Registration order reproduces the official state-dict order.
