@@ -200,10 +200,10 @@ def _tile_bounds(masks: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Te
     Returns:
         (Q, ceil(h / tile), ceil(w / tile)) minima and maxima.
     """
+    pool = dict(kernel_size=tile, stride=tile, ceil_mode=True)  # along the columns
     lows, highs = [], []
     for top in range(0, masks.shape[1], tile):
         rows = masks[:, top : top + tile]  # (Q, <= tile, w)
-        pool = dict(kernel_size=tile, stride=tile, ceil_mode=True)
         highs.append(F.max_pool1d(rows.amax(dim=1), **pool))  # (Q, ceil(w / tile))
         lows.append(F.max_pool1d(rows.amin(dim=1).neg_(), **pool).neg_())
     return torch.stack(lows, dim=1), torch.stack(highs, dim=1)
