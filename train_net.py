@@ -107,7 +107,9 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         model = MAFTPlus(cfg, training=True).to(torch.device(cfg.MODEL.DEVICE))
-        set_dataset_vocabulary(model, cfg.DATASETS.TRAIN[0])
+        set_dataset_vocabulary(
+            model, cfg.DATASETS.TRAIN[0], class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES
+        )
         logger.info("training vocabulary: %d classes", model.vocabulary.num_classes)
         return model
 

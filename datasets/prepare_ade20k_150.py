@@ -14,8 +14,9 @@ Writes
     ADEChallengeData2016/
       annotations_detectron2/validation/ADE_val_*.png   uint8: label - 1 (0..149), 255 = unlabeled
 
-registered as ``maftp_ade150_val`` (class names: the shipped ``ade150`` vocabulary). Only the
-validation split is converted. Safe to re-run: label maps newer than their source are skipped.
+registered as ``maftp_ade150_val`` (class names: the shipped ``ade150`` lists), and the
+semantic labels of ADE20K panoptic. Only the validation split is converted. Safe to re-run:
+label maps newer than their source are skipped.
 """
 
 import logging
@@ -24,15 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maft_plus.data.ade_tables import ADE150_NUM_CLASSES
 from maft_plus.data.datasets.register_ade import (
     ADE150_FOLDER,
     ADE150_IMAGES,
     ADE150_LABELS,
-    ADE150_NUM_CLASSES,
     ADE_VAL_IMAGES,
 )
+from maft_plus.data.label_formats import PNG_IGNORE
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
     Conversions,
     argument_parser,
     check_count,

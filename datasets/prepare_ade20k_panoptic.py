@@ -1,6 +1,7 @@
-"""Build ADE20K panoptic validation (150 classes: things and stuff) as COCO-panoptic png + json.
+"""Build ADE20K panoptic validation (150 classes, 100 things) as COCO-panoptic png + json.
 
     python datasets/prepare_ade20k_panoptic.py [--root $DETECTRON2_DATASETS]
+    python datasets/prepare_ade20k_150.py [--root ...]   # its semantic labels, if not done yet
 
 Expects, in the datasets root, the scene-parsing download (ADEChallengeData2016.zip, see
 prepare_ade20k_150.py) with the annotations of the ADE20K instance-segmentation challenge
@@ -8,35 +9,33 @@ prepare_ade20k_150.py) with the annotations of the ADE20K instance-segmentation 
 
     ADEChallengeData2016/
       images/validation/ADE_val_*.jpg                  2000 images
-      annotations/{training,validation}/ADE_*.png      uint8: 0 = other, 1..150 = ADE-150 classes
-      annotations_instance/{training,validation}/ADE_*.png
-                                                       RGB: R = instance class 1..100 (0 = none),
-                                                       G = instance index in the image, B unused
+      annotations/validation/ADE_val_*.png             uint8: 0 = other, 1..150 = ADE-150 classes
+      annotations_instance/validation/ADE_val_*.png    RGB: R = instance category 1..100
+                                                       (0 = none), G = instance id (0 = none)
 
-(the training folders are optional; they only help find the thing classes). Things: each instance
-class (value of R) stands for the ADE-150 class that most of its pixels have in the scene-parsing
-pngs, counted over the instance pngs of both splits; these classes (100 on the real data) are the
-things, the other classes stuff. The segments of a validation image are
+It follows the reference (Mask2Former's) preparation:
 
-- one per instance (R > 0, G), labelled with the ADE-150 class most of its labelled pixels have,
-  if that class is a thing (otherwise the instance is dropped);
-- one per stuff class present, of its pixels not inside a kept instance.
+- the things are the 100 ADE-150 classes of the fixed instance-category table
+  (``maft_plus/data/tables/ade20k_instance_catid_mapping.txt``), the other 50 classes stuff;
+- first every stuff class present in the scene-parsing png becomes one segment of all its pixels;
+- then every instance (nonzero G) becomes a segment of the class its category R maps to, pasted
+  over what is there; every pixel of an instance must have the same R;
+- thing-class pixels outside every instance and "other" pixels stay unlabeled;
+- a segment's ``area`` and ``bbox`` in the json are those of all its pixels when it was pasted,
+  before later instances covered some of them; panopticapi's PQ reads the ground-truth areas
+  from the json, so this changes the scores and is kept.
 
-Thing pixels outside every instance and "other" pixels are unlabeled. A segment's id is
-category id * 1000 + n, for the n-th segment (from 0) of that category in the image. Writes
+Category ids are the ADE-150 train ids 0..149. A segment's id is (category id + 1) * 1000 + n for
+the n-th segment (from 0) of that category in the image. Writes
 
     ADEChallengeData2016/
-      maftp_ade150_panoptic_categories.json  150 categories: id k + 1 = ADE-150 class k, name,
-                                             isthing, color
       ade20k_panoptic_val/ADE_val_*.png      segment ids as RGB (R + 256 G + 65536 B), 0 = none
       ade20k_panoptic_val.json               COCO panoptic: images (id: the number in the file
                                              name), annotations (segments_info: id, category_id,
                                              iscrowd, area, bbox), categories
-      ade20k_panoptic_val_semseg/ADE_val_*.png
-                                             uint8: category id - 1 of each segment, 255 elsewhere
 
-registered as ``maftp_ade150_panoptic_val``. Safe to re-run: the categories are recounted only
-when an annotation is newer than them and up-to-date pngs are skipped.
+registered as ``maftp_ade150_panoptic_val``, whose semantic labels are A-150's
+(``prepare_ade20k_150.py``). Safe to re-run: up-to-date pngs are not written again.
 """
 
 import json
@@ -44,33 +43,27 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from panopticapi.utils import id2rgb, rgb2id
+from panopticapi.utils import id2rgb
 from PIL import Image
 
+from maft_plus.data.ade_tables import ADE150_NUM_CLASSES, ade150_thing_flags, ade_instance_classes
 from maft_plus.data.datasets.register_ade import (
     ADE150_FOLDER,
     ADE150_IMAGES,
-    ADE150_NUM_CLASSES,
-    ADE_NUM_THINGS,
-    ADE_PANOPTIC_CATEGORIES,
+    ADE150_LABELS,
     ADE_PANOPTIC_JSON,
     ADE_PANOPTIC_PNGS,
-    ADE_PANOPTIC_SEMSEG,
     ADE_VAL_IMAGES,
     ade_panoptic_categories,
-    read_panoptic_categories,
 )
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
     Conversions,
     argument_parser,
     check_count,
-    is_up_to_date,
     parse_arguments,
     progress,
     require_input,
     write_atomically,
-    write_label_map,
     write_text_if_changed,
 )
 
@@ -81,10 +74,7 @@ INSTANCE_DOWNLOAD = (
     "annotations_instance.tar of the ADE20K instance challenge (sceneparsing.csail.mit.edu), "
     "unpacked into ADEChallengeData2016/"
 )
-NUM_LABELS = ADE150_NUM_CLASSES + 1  # scene-parsing values: 0 = other, 1..150
-ID_STRIDE = 1000  # segment id = category id * ID_STRIDE + n
-
-Pair = tuple[Path, Path]  # (scene-parsing png, instance png) of one image
+ID_STRIDE = 1000  # segment id = (category id + 1) * ID_STRIDE + n
 
 
 def read_pair(semantic_file: Path, instance_file: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -104,106 +94,60 @@ def read_pair(semantic_file: Path, instance_file: Path) -> tuple[np.ndarray, np.
     return semantic, instances[..., :3]
 
 
-def image_pairs(ade: Path, split: str, *, complete: bool = True) -> list[Pair]:
-    """The (scene-parsing png, instance png) pairs of a split, by scene-parsing png.
-
-    Args:
-        complete: every scene-parsing png must have its instance png (else FileNotFoundError);
-            if False, pngs without one are skipped with a warning.
-    """
-    semantic_dir = require_input(
-        ade / "annotations" / split, f"the ADE20K {split} annotations", SEMANTIC_DOWNLOAD
-    )
-    instance_dir = require_input(
-        ade / "annotations_instance" / split, f"the ADE20K {split} instances", INSTANCE_DOWNLOAD
-    )
-    pairs, unpaired = [], 0
-    for semantic_file in sorted(semantic_dir.glob("*.png")):
-        instance_file = instance_dir / semantic_file.name
-        if complete:
-            require_input(
-                instance_file, f"the instances of {semantic_file.name}", INSTANCE_DOWNLOAD
-            )
-        elif not instance_file.is_file():
-            unpaired += 1
-            continue
-        pairs.append((semantic_file, instance_file))
-    if unpaired:
-        logger.warning(
-            "%d pngs of %s have no instance png in %s", unpaired, semantic_dir, instance_dir
-        )
-    return pairs
-
-
-def count_thing_labels(pairs: list[Pair]) -> list[int]:
-    """The ADE-150 labels (1..150) that the instance classes stand for, by pixel majority."""
-    votes = np.zeros(256 * NUM_LABELS, dtype=np.int64)  # (instance class R, label) pixel counts
-    for semantic_file, instance_file in progress(pairs, "ADE thing classes"):
-        semantic, instances = read_pair(semantic_file, instance_file)
-        red = instances[..., 0]  # (H, W) instance class
-        inside = red > 0
-        codes = red[inside].astype(np.int64) * NUM_LABELS + semantic[inside]  # (P,)
-        votes += np.bincount(codes, minlength=votes.size)
-    labelled = votes.reshape(256, NUM_LABELS)[:, 1:]  # (256, 150): "other" pixels do not vote
-    voting = np.flatnonzero(labelled.sum(axis=1) > 0)  # instance classes with labelled pixels
-    return sorted({int(labelled[r].argmax()) + 1 for r in voting})
-
-
-def panoptic_ids(semantic: np.ndarray, instances: np.ndarray, is_thing: np.ndarray) -> np.ndarray:
-    """The segment ids of one image (see the module docstring).
+def paste_segments(
+    semantic: np.ndarray, instances: np.ndarray, source: str
+) -> tuple[np.ndarray, list[dict]]:
+    """The panoptic segments of one image, by the rules of the module docstring.
 
     Args:
         semantic: (H, W) scene-parsing labels, 0..150.
         instances: (H, W, 3) instance RGB.
-        is_thing: (151,) bool per scene-parsing label.
+        source: the instance png, named in errors.
 
     Returns:
-        (H, W) uint32 segment ids, 0 = unlabeled.
+        (H, W) uint32 segment ids (0 = unlabeled) and the ``segments_info`` of every pasted
+        segment, in paste order.
     """
+    is_thing = ade150_thing_flags()
+    instance_classes = ade_instance_classes()
     ids = np.zeros(semantic.shape, dtype=np.uint32)
-    segments_of = np.zeros(NUM_LABELS, dtype=np.int64)  # segments so far per label
-    keys = instances[..., 0].astype(np.int32) * 256 + instances[..., 1]  # (H, W): R * 256 + G
-    keys[instances[..., 0] == 0] = 0
-    for key in np.unique(keys):
-        if key == 0:
-            continue
-        mask = keys == key  # (H, W)
-        labels = semantic[mask]
-        labels = labels[labels > 0]
-        if labels.size == 0:
-            continue
-        label = int(np.bincount(labels, minlength=NUM_LABELS).argmax())
-        if not is_thing[label]:
-            continue
-        if segments_of[label] >= ID_STRIDE:
-            raise ValueError(f"more than {ID_STRIDE} instances of class {label} in one image")
-        ids[mask] = label * ID_STRIDE + segments_of[label]
-        segments_of[label] += 1
-    free = ids == 0  # (H, W): not inside a kept instance
-    for label in np.unique(semantic):
-        if label > 0 and not is_thing[label]:
-            ids[free & (semantic == label)] = label * ID_STRIDE
-    return ids
+    segments: list[dict] = []
+    count = np.zeros(ADE150_NUM_CLASSES, dtype=np.int64)  # segments so far per category
 
-
-def segments_info(ids: np.ndarray) -> list[dict]:
-    """COCO-panoptic ``segments_info`` of (H, W) segment ids (category id = id // 1000)."""
-    segments = []
-    for segment_id in np.unique(ids):
-        if segment_id == 0:
-            continue
-        ys, xs = np.nonzero(ids == segment_id)
+    def paste(mask: np.ndarray, category: int) -> None:
+        if count[category] >= ID_STRIDE:
+            raise ValueError(f"{source}: more than {ID_STRIDE} segments of class {category}")
+        segment_id = (category + 1) * ID_STRIDE + int(count[category])
+        count[category] += 1
+        ids[mask] = segment_id
+        ys, xs = np.nonzero(mask)
         x0, y0 = int(xs.min()), int(ys.min())
+        bbox = [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
         segments.append(
             {
-                "id": int(segment_id),
-                "category_id": int(segment_id) // ID_STRIDE,
+                "id": segment_id,
+                "category_id": category,
                 "iscrowd": 0,
                 "area": int(xs.size),
-                "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+                "bbox": bbox,
             }
         )
-    return segments
+
+    for label in np.unique(semantic):
+        if label > 0 and not is_thing[label - 1]:
+            paste(semantic == label, int(label) - 1)
+    for instance in np.unique(instances[..., 1]):
+        if instance == 0:
+            continue
+        mask = instances[..., 1] == instance  # (H, W)
+        categories = np.unique(instances[..., 0][mask])
+        if len(categories) != 1 or int(categories[0]) not in instance_classes:
+            raise ValueError(
+                f"{source}: instance {instance} has instance categories {categories.tolist()}, "
+                f"expected one of 1..{len(instance_classes)}"
+            )
+        paste(mask, instance_classes[int(categories[0])] - 1)
+    return ids, segments
 
 
 def image_number(path: Path) -> int:
@@ -214,34 +158,6 @@ def image_number(path: Path) -> int:
     return int(number)
 
 
-def thing_flags(ade: Path, root: Path, val_pairs: list[Pair]) -> tuple[np.ndarray, Path]:
-    """(151,) is-thing flag per scene-parsing label, counted (or read back) into the categories."""
-    pairs = list(val_pairs)
-    if (ade / "annotations_instance" / "training").is_dir():
-        pairs += image_pairs(ade, "training", complete=False)
-    categories_file = root / ADE_PANOPTIC_CATEGORIES
-    sources = [path for pair in pairs for path in pair]
-    if is_up_to_date(categories_file, *sources):
-        categories = read_panoptic_categories(categories_file)
-    else:
-        things = count_thing_labels(pairs)
-        if len(things) != ADE_NUM_THINGS:
-            logger.warning(
-                "found %d thing classes, not the %d of the ADE20K instance challenge",
-                len(things),
-                ADE_NUM_THINGS,
-            )
-        categories = ade_panoptic_categories(things)
-        if write_text_if_changed(categories_file, json.dumps(categories, indent=1) + "\n"):
-            logger.info("wrote %s", categories_file)
-    is_thing = np.zeros(NUM_LABELS, dtype=bool)
-    is_thing[1:] = [bool(c["isthing"]) for c in categories]
-    logger.info(
-        "%d thing and %d stuff classes", is_thing.sum(), ADE150_NUM_CLASSES - is_thing.sum()
-    )
-    return is_thing, categories_file
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argument_parser(__doc__, expected_val_images=ADE_VAL_IMAGES), argv)
     root = Path(args.root)
@@ -249,33 +165,44 @@ def main(argv: list[str] | None = None) -> None:
     image_dir = require_input(
         root / ADE150_IMAGES, "the ADE20K validation images", SEMANTIC_DOWNLOAD
     )
-    val_pairs = image_pairs(ade, "validation")
-    is_thing, categories_file = thing_flags(ade, root, val_pairs)
+    semantic_dir = require_input(
+        ade / "annotations" / "validation", "the ADE20K validation annotations", SEMANTIC_DOWNLOAD
+    )
+    instance_dir = require_input(
+        ade / "annotations_instance" / "validation",
+        "the ADE20K validation instances",
+        INSTANCE_DOWNLOAD,
+    )
 
-    png_dir, semseg_dir = root / ADE_PANOPTIC_PNGS, root / ADE_PANOPTIC_SEMSEG
+    png_dir = root / ADE_PANOPTIC_PNGS
     images, annotations = [], []
     conversions = Conversions()
-    for semantic_file, instance_file in progress(val_pairs, "ADE panoptic validation"):
-        png_file, semseg_file = png_dir / semantic_file.name, semseg_dir / semantic_file.name
-        sources = (semantic_file, instance_file, categories_file)
-        if conversions.skip([png_file, semseg_file], *sources):
-            ids = rgb2id(np.asarray(Image.open(png_file).convert("RGB")))  # (H, W)
-        else:
-            ids = panoptic_ids(*read_pair(semantic_file, instance_file), is_thing)  # (H, W)
+    for image in progress(sorted(image_dir.glob("*.jpg")), "ADE panoptic validation"):
+        semantic_file = require_input(
+            semantic_dir / f"{image.stem}.png", f"the labels of {image.name}", SEMANTIC_DOWNLOAD
+        )
+        instance_file = require_input(
+            instance_dir / f"{image.stem}.png", f"the instances of {image.name}", INSTANCE_DOWNLOAD
+        )
+        semantic, instances = read_pair(semantic_file, instance_file)
+        with Image.open(image) as opened:  # reads the header only
+            width, height = opened.size
+        if (height, width) != semantic.shape:
+            raise ValueError(
+                f"{semantic_file} is {semantic.shape} but {image} is {(height, width)}"
+            )
+        ids, segments = paste_segments(semantic, instances, str(instance_file))
+        png_file = png_dir / semantic_file.name
+        if not conversions.skip([png_file], semantic_file, instance_file):
             rgb = id2rgb(ids)  # (H, W, 3) uint8
             write_atomically(png_file, lambda name, rgb=rgb: Image.fromarray(rgb).save(name, "PNG"))
-            semseg = np.where(ids > 0, ids // ID_STRIDE - 1, PNG_IGNORE).astype(np.uint8)
-            write_label_map(semseg, semseg_file)
-        stem, image_id = semantic_file.stem, image_number(semantic_file)
-        height, width = ids.shape
-        images.append(
-            {"id": image_id, "file_name": f"{stem}.jpg", "height": height, "width": width}
-        )
+        image_id = image_number(image)
+        images.append({"id": image_id, "file_name": image.name, "height": height, "width": width})
         annotations.append(
-            {"image_id": image_id, "file_name": png_file.name, "segments_info": segments_info(ids)}
+            {"image_id": image_id, "file_name": png_file.name, "segments_info": segments}
         )
 
-    categories = read_panoptic_categories(categories_file)
+    categories = ade_panoptic_categories()
     content = {"images": images, "annotations": annotations, "categories": categories}
     json_file = root / ADE_PANOPTIC_JSON
     if write_text_if_changed(json_file, json.dumps(content) + "\n"):
@@ -283,14 +210,17 @@ def main(argv: list[str] | None = None) -> None:
 
     expected = args.expected_val_images
     check_count(image_dir, "*.jpg", expected, "ADE panoptic validation images")
-    check_count(semseg_dir, "*.png", expected, "ADE panoptic semantic labels")
     count = check_count(png_dir, "*.png", expected, "ADE panoptic pngs")
-    num_things = int(is_thing.sum())
+    num_things = sum(c["isthing"] for c in categories)
     print(
-        f"ADE panoptic validation: {count} images in {json_file}, {num_things} thing and "
-        f"{ADE150_NUM_CLASSES - num_things} stuff classes "
-        f"({conversions})"
+        f"ADE panoptic validation: {count} images in {json_file} and {png_dir}, {num_things} "
+        f"thing and {len(categories) - num_things} stuff classes ({conversions})"
     )
+    if not (root / ADE150_LABELS).is_dir():
+        print(
+            f"its semantic labels are A-150's, not made yet: python datasets/prepare_ade20k_150.py "
+            f"--root {root}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ Output:
     coco/panoptic_semseg_train2017/<stem>.png  uint8, contiguous id 0..132, 255 ignored
     coco/panoptic_semseg_val2017/<stem>.png
 
-Contiguous ids follow detectron2's COCO_CATEGORIES (the shipped coco_panoptic_133 vocabulary).
-Unlabeled pixels and crowd segments become 255. Maps newer than their png and json are skipped,
-so the script is safe to re-run; it ends by checking the file counts.
+Contiguous ids follow detectron2's COCO_CATEGORIES (the shipped coco_panoptic_133 lists).
+Crowd segments keep their class, as in the reference conversion; unlabeled pixels become 255.
+Maps newer than their png and json are skipped, so the script is safe to re-run; it ends by
+checking the file counts.
 """
 
 import json
@@ -41,8 +42,8 @@ from maft_plus.data.datasets.register_coco import (
     panoptic_json,
     panoptic_semseg_dir,
 )
+from maft_plus.data.label_formats import PNG_IGNORE
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
     is_up_to_date,
     map_with_progress,
     prepare_coco_splits,
@@ -59,7 +60,7 @@ SOURCE = (
 
 
 def segment_classes(annotation: dict, contiguous: dict[int, int], json_file: Path) -> dict:
-    """Segment id -> contiguous class id (255 for crowd segments) of one json annotation."""
+    """Segment id -> contiguous class id of one json annotation (crowd segments included)."""
     classes = {}
     for segment in annotation["segments_info"]:
         category_id = segment["category_id"]
@@ -68,8 +69,7 @@ def segment_classes(annotation: dict, contiguous: dict[int, int], json_file: Pat
                 f"{json_file}: segment {segment['id']} of {annotation['file_name']} has category "
                 f"{category_id}, which is not one of the 133 COCO-Panoptic categories"
             )
-        crowd = segment.get("iscrowd", 0)
-        classes[segment["id"]] = PNG_IGNORE if crowd else contiguous[category_id]
+        classes[segment["id"]] = contiguous[category_id]
     return classes
 
 
@@ -103,7 +103,7 @@ def convert_png(job: tuple[Path, Path, Path, dict[int, int]]) -> bool:
 
 
 def prepare_split(root: Path, split: str, workers: int) -> int:
-    """Convert every annotation of ``split``; return how many were written (not up to date)."""
+    """Convert every annotation of ``split``; return 0, the images left without a map."""
     require_input(root / images_dir(split), f"the COCO {split} images", IMAGES_SOURCE)
     json_file = require_input(
         root / panoptic_json(split), f"the COCO-Panoptic {split} json", SOURCE
@@ -129,7 +129,7 @@ def prepare_split(root: Path, split: str, workers: int) -> int:
     logger.info(
         "COCO-Panoptic %s: wrote %d of %d maps to %s", split, written, len(jobs), target_dir
     )
-    return written
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,13 @@ Output:
         val2017/<stem>.png
 
 Contiguous ids: the 80 COCO thing classes in id order (0..79), then the stuff ids 92..182
-(80..170): the class order of the shipped coco_stuff_171 vocabulary. The 11 thing ids COCO does
-not use (e.g. 12, street sign) and 255 become 255. Maps already converted and newer than their
-source are skipped, so the script is safe to re-run; it ends by checking the file counts.
+(80..170): the class order of the shipped coco_stuff_171 lists. The 11 thing ids COCO does
+not use (e.g. 12, street sign) and 255 become 255. As in the reference, a training map left with
+no labelled pixel is not written (a stale one is removed), so its image is not trained on
+(``maftp_coco_stuff_train`` holds the images that have a map); validation keeps every map. Maps
+already converted and newer than their source are skipped, so the script is safe to re-run; it
+ends by checking the file counts. (Training maps written by a version of this script that kept
+unlabelled maps are up to date and stay: remove ``stuffthingmaps_detectron2/train2017`` to redo.)
 """
 
 import logging
@@ -36,8 +40,8 @@ from maft_plus.data.datasets.register_coco import (
     stuff_labels_dir,
     stuff_source_dir,
 )
+from maft_plus.data.label_formats import PNG_IGNORE
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
     is_up_to_date,
     map_with_progress,
     prepare_coco_splits,
@@ -59,10 +63,21 @@ def build_lookup() -> np.ndarray:
     return lookup
 
 
-def convert_map(source: Path, target: Path, lookup: np.ndarray) -> bool:
-    """Write ``target`` from ``source`` unless up to date; True if it was written."""
+UP_TO_DATE, WRITTEN, DROPPED = "up to date", "written", "dropped"  # what convert_map did
+
+
+def convert_map(source: Path, target: Path, lookup: np.ndarray, drop_unlabelled: bool) -> str:
+    """Write ``target`` from ``source`` unless up to date.
+
+    Args:
+        drop_unlabelled: a map with no labelled pixel is not written (and an older ``target``
+            is removed).
+
+    Returns:
+        ``UP_TO_DATE``, ``WRITTEN`` or ``DROPPED``.
+    """
     if is_up_to_date(target, source):
-        return False
+        return UP_TO_DATE
     with Image.open(source) as image:
         values = np.asarray(image)
     if values.ndim != 2 or values.dtype != np.uint8:
@@ -77,26 +92,36 @@ def convert_map(source: Path, target: Path, lookup: np.ndarray) -> bool:
             f"{source}: values {invalid.tolist()} are no COCO-Stuff class (expected 0..181 = "
             "ids 1..182, or 255 unlabeled)"
         )
-    write_label_map(lookup[values], target)
-    return True
+    labels = lookup[values]  # (H, W) uint8
+    if drop_unlabelled and (labels == PNG_IGNORE).all():
+        target.unlink(missing_ok=True)
+        return DROPPED
+    write_label_map(labels, target)
+    return WRITTEN
 
 
-def _convert_pair(job: tuple[Path, Path, np.ndarray]) -> bool:
+def _convert_pair(job: tuple[Path, Path, np.ndarray, bool]) -> str:
     return convert_map(*job)
 
 
 def prepare_split(root: Path, split: str, workers: int) -> int:
-    """Convert every map of ``split``; return how many were written (not up to date)."""
+    """Convert every map of ``split``; return how many training maps were dropped."""
     require_input(root / images_dir(split), f"the COCO {split} images", IMAGES_SOURCE)
     source_dir = require_input(root / stuff_source_dir(split), f"COCO-Stuff {split} maps", SOURCE)
     target_dir = root / stuff_labels_dir(split)
     lookup = build_lookup()
     sources = sorted(source_dir.glob("*.png"))
-    jobs = [(source, target_dir / source.name, lookup) for source in sources]
+    drop = split == "train2017"
+    jobs = [(source, target_dir / source.name, lookup, drop) for source in sources]
     description = f"COCO-Stuff {split}"
-    written = sum(map_with_progress(_convert_pair, jobs, workers=workers, description=description))
+    outcomes = map_with_progress(_convert_pair, jobs, workers=workers, description=description)
+    written, dropped = outcomes.count(WRITTEN), outcomes.count(DROPPED)
     logger.info("COCO-Stuff %s: wrote %d of %d maps to %s", split, written, len(jobs), target_dir)
-    return written
+    if dropped:
+        logger.info(
+            "COCO-Stuff %s: %d maps have no labelled pixel and are left out", split, dropped
+        )
+    return dropped
 
 
 def main(argv: list[str] | None = None) -> None:

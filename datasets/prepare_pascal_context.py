@@ -18,9 +18,10 @@ and writes, for every validation id:
         annotations_detectron2/
             pc459_val/<id>.tif             uint16: label k -> k-1, unlabeled -> 65535
             pc59_val/<id>.png              uint8: the 59 classes -> 0..58, anything else -> 255
-        pascal_context/maftp_pc459_vocabulary.txt   "0:invalid_class_id", then "k:name" (459 lines)
 
-PC-59 is the built-in ``pc59`` vocabulary; each of its classes is found in labels.txt by name.
+The class lists of both ship with the package. PC-459's class k is label k + 1 of labels.txt (a
+labels.txt that differs from the shipped plain list is reported); each PC-59 class is found in
+labels.txt by its plain name.
 Safe to re-run: up-to-date outputs are skipped. Ends by checking the number of files.
 """
 
@@ -32,17 +33,16 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from maft_plus.data.class_lists import builtin_class_list
 from maft_plus.data.datasets.register_pascal import (
     PASCAL_CONTEXT,
     PC59_LABELS,
     PC459_LABELS,
-    PC459_VOCABULARY,
     PC_IMAGES,
     VOC2010,
 )
+from maft_plus.data.label_formats import PNG_IGNORE, TIF_IGNORE
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
-    TIF_IGNORE,
     Conversions,
     argument_parser,
     check_count,
@@ -52,9 +52,7 @@ from maft_plus.data.prepare import (
     read_split,
     require_input,
     write_label_map,
-    write_text_if_changed,
 )
-from maft_plus.data.vocabulary import INVALID_CLASS_LINE, read_builtin_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     label_names = read_label_names(labels_file)
-    write_vocabulary(label_names, root / PC459_VOCABULARY)
+    compare_with_shipped(label_names, labels_file)
     pc59_lookup = pc59_lookup_table(label_names, labels_file)
     val_ids = read_split(split_file, expected=args.expected_val_images)
 
@@ -129,11 +127,23 @@ def read_label_names(labels_file: Path) -> list[str]:
     return names
 
 
-def write_vocabulary(label_names: Sequence[str], path: Path) -> None:
-    """The PC-459 vocabulary file: label k of labels.txt is class k (contiguous id k - 1)."""
-    lines = [INVALID_CLASS_LINE] + [f"{k}:{name}" for k, name in enumerate(label_names, start=1)]
-    if write_text_if_changed(path, "\n".join(lines) + "\n"):
-        logger.info("wrote the %d-class vocabulary %s", len(label_names), path)
+def compare_with_shipped(label_names: Sequence[str], labels_file: Path) -> None:
+    """Warn if labels.txt does not name the classes of the shipped PC-459 list, in its order."""
+    shipped = builtin_class_list("pc459", "plain").names
+    differ = [
+        k
+        for k, (ours, theirs) in enumerate(zip(shipped, label_names, strict=False), start=1)
+        if _normalize(ours) != _normalize(theirs)
+    ]
+    if differ or len(label_names) != len(shipped):
+        logger.warning(
+            "%s lists %d labels, the shipped PC-459 list %d classes (first differing label: %s); "
+            "the registered class names are the shipped ones",
+            labels_file,
+            len(label_names),
+            len(shipped),
+            differ[0] if differ else min(len(label_names), len(shipped)) + 1,
+        )
 
 
 def _normalize(name: str) -> str:
@@ -150,7 +160,7 @@ def pc59_lookup_table(label_names: Sequence[str], labels_file: Path) -> np.ndarr
     for label, name in enumerate(label_names, start=1):
         by_name.setdefault(_normalize(name), label)
     lookup = np.full(len(label_names) + 1, PNG_IGNORE, dtype=np.uint8)
-    for class_id, synonyms in enumerate(read_builtin_vocabulary("pc59")):
+    for class_id, synonyms in enumerate(builtin_class_list("pc59", "plain").names):
         candidates = [s.strip() for s in synonyms.split(",") if s.strip()]
         labels = [by_name[_normalize(s)] for s in candidates if _normalize(s) in by_name]
         if not labels:

@@ -34,8 +34,8 @@ from maft_plus.data.datasets.register_pascal import (
     VOC2012,
     VOC_IMAGES,
 )
+from maft_plus.data.label_formats import PNG_IGNORE
 from maft_plus.data.prepare import (
-    PNG_IGNORE,
     Conversions,
     argument_parser,
     check_count,

@@ -31,6 +31,10 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.CLIP_MODEL_NAME = "convnext_large_d_320"
     # open_clip pretrained tag or a local CLIP weight file; "" builds random weights (tests).
     m.CLIP_PRETRAINED = "laion2b_s29b_b131k_ft_soup"
+    # Class names the registered benchmarks give the model, in training and evaluation:
+    # "reference", the prompt-engineered lists (names + synonyms) the released checkpoints were
+    # trained and scored with, or "plain", the datasets' own names that other papers report with.
+    m.CLASS_NAMES = "reference"
     # Sentences per text-encoder batch when embedding a vocabulary (memory vs. speed only).
     m.TEXT_BATCH_SIZE = 256
     # Network inputs are zero-padded (after normalization) to a multiple of this.

@@ -131,7 +131,7 @@ def test_no_instance_above_the_minimum_score_warns(web_demo, predictor):
         ("image", "cat; , ;dog", "", "semantic", "Bad classes: class 1"),
         ("image", "cat", "imagenet", "semantic", "Unknown preset 'imagenet'"),
         ("image", "cat", "", "depth", "Unknown task 'depth': choose one of semantic"),
-        ("image", "", "ade847", "semantic", "preset 'ade847' is missing.*prepare_ade20k_847.py"),
+        ("image", "", "lvis", "semantic", "preset 'lvis' is missing.*prepare_lvis_vocabulary.py"),
     ],
 )
 def test_bad_input_is_a_message_for_the_user(

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from detectron2.structures import Instances
 
 from maft_plus.config import setup_cfg
-from maft_plus.data.vocabulary import Vocabulary, read_builtin_vocabulary
+from maft_plus.data.class_lists import read_builtin_vocabulary
+from maft_plus.data.vocabulary import Vocabulary
 from maft_plus.data.vocabulary_presets import parse_vocabulary
 from maft_plus.modeling import MAFTPlus
 from maft_plus.modeling.losses.mask_aware import mask_aware_loss
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def synthetic_names(num_classes: int) -> list[str]:
-    """``num_classes`` made-up classes with ADE-150's synonyms-per-class counts, cycled."""
+    """``num_classes`` made-up classes with the reference ADE-150 list's synonym counts, cycled."""
     counts = [len(n.split(",")) for n in read_builtin_vocabulary("ade150")]
     return [
         ", ".join(f"class{k} synonym{j}" for j in range(counts[k % len(counts)]))
@@ -109,12 +110,7 @@ def vocabulary_names(spec: str) -> tuple[list[str], str]:
     """Class strings for ``spec`` and where they came from."""
     if spec.isdigit():
         return synthetic_names(int(spec)), f"{spec} synthetic classes"
-    try:
-        return parse_vocabulary(spec)[0], spec
-    except FileNotFoundError:
-        if spec.lower() != "ade847":
-            raise
-        return synthetic_names(ADE847_NUM_CLASSES), "ade847 (not prepared: synthetic synonyms)"
+    return parse_vocabulary(spec)[0], spec
 
 
 def random_text_embedder(dim: int, device: torch.device):

@@ -6,9 +6,13 @@
         --output-dir output/bench MODEL.WEIGHTS path/to/model.pth
 
 Semantic configs default to A-847, A-150, PC-459, PC-59 and PAS-20; panoptic ones to ADE20K
-panoptic. Each benchmark is evaluated with its own vocabulary. A benchmark whose files are missing
-is skipped with a message naming them; results are saved after every benchmark
-(results.json, results.md, results.csv in --output-dir), so an interruption loses nothing done.
+panoptic. Each benchmark is evaluated with its own vocabulary: by default the reference
+(prompt-engineered) class lists the released checkpoints were scored with; ``--class-names plain``
+uses the datasets' own names, ``--vocabulary-file DATASET=FILE`` a list of yours (checked against
+the dataset's ids and names). The table names the vocabulary of every benchmark. A benchmark
+whose files are missing is skipped with a message naming them; results are saved after every
+benchmark (results.json, results.md, results.csv in --output-dir), so an interruption loses
+nothing done.
 Images or labels that cannot be used (unreadable, wrong size, class ids outside the vocabulary) are
 skipped, printed and listed in skipped_files.json; a benchmark none of whose images could be
 evaluated makes the exit status non-zero.
@@ -29,7 +33,7 @@ from maft_plus.data.datasets import register_builtin_datasets
 from maft_plus.data.datasets.requirements import missing_files_message
 from maft_plus.data.prepare import write_atomically
 from maft_plus.evaluation import NothingEvaluatedError
-from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
+from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets, vocabulary_label
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
 from maft_plus.modeling import MAFTPlus
@@ -51,7 +55,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="DATASET=FILE",
-        help="replace a dataset's class names by an id:name,synonym,... file (repeatable)",
+        help="replace a dataset's class names by an id:name,synonym,... file (repeatable); its "
+        "ids must be the dataset's and each class must share a name with the dataset's",
+    )
+    parser.add_argument(
+        "--rename-classes",
+        action="store_true",
+        help="let --vocabulary-file give classes names that share nothing with the dataset's",
+    )
+    parser.add_argument(
+        "--class-names",
+        choices=("reference", "plain"),
+        help="sets MODEL.MAFT_PLUS.CLASS_NAMES: the prompt-engineered reference lists (default) "
+        "or the datasets' plain names",
     )
     parser.add_argument("--output-dir", default="output/benchmarks")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -73,9 +89,12 @@ def guess_paper(config_file: str) -> str | None:
     return stem if stem in PAPER_RESULTS else None
 
 
-def save(output_dir: Path, results: dict, paper_key: str | None) -> str:
+def save(
+    output_dir: Path, results: dict, paper_key: str | None, vocabularies: dict[str, str]
+) -> str:
     """Write results.json/.md/.csv atomically; return the markdown table."""
-    rows = results_table(results, PAPER_RESULTS.get(paper_key) if paper_key else None)
+    paper = PAPER_RESULTS.get(paper_key) if paper_key else None
+    rows = results_table(results, paper, vocabularies)
     markdown = to_markdown(rows)
     outputs = {
         "results.json": json.dumps(results, indent=2, default=float),
@@ -91,7 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     setup_logger(name="maft_plus")
     setup_logger(name="detectron2")
-    cfg = setup_cfg(args.config_file, args.opts)
+    opts = list(args.opts)
+    if args.class_names:
+        opts += ["MODEL.MAFT_PLUS.CLASS_NAMES", args.class_names]
+    cfg = setup_cfg(args.config_file, opts)
     register_builtin_datasets()
     default = PANOPTIC_BENCHMARKS if cfg.MODEL.MAFT_PLUS.TEST.PANOPTIC_ON else SEMANTIC_BENCHMARKS
     datasets = []
@@ -112,10 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         print("MODEL.WEIGHTS is empty: evaluating the model as built (pretrained CLIP only)")
     results: dict = {}
+    vocabulary_files = parse_vocabulary_files(args)
+    vocabularies = {
+        name: vocabulary_label(cfg.MODEL.MAFT_PLUS.CLASS_NAMES, vocabulary_files.get(name))
+        for name in datasets
+    }
 
     def keep(name: str, result: dict) -> None:
         results[name] = result
-        save(output_dir, results, paper_key)
+        save(output_dir, results, paper_key, vocabularies)
 
     def report(name: str, skipped: list[dict]) -> None:
         if skipped:
@@ -129,14 +156,15 @@ def main(argv: list[str] | None = None) -> dict:
             cfg,
             model,
             datasets,
-            vocabulary_files=parse_vocabulary_files(args),
+            vocabulary_files=vocabulary_files,
+            rename_classes=args.rename_classes,
             on_result=keep,
             on_skipped=report,
             skipped_report=output_dir / SKIPPED_REPORT,
         )
     except NothingEvaluatedError as exc:
         failure = exc
-    print(save(output_dir, results, paper_key))
+    print(save(output_dir, results, paper_key, vocabularies))
     print(f"saved results.json, results.md, results.csv and {SKIPPED_REPORT} to {output_dir}")
     if failure is not None:
         raise SystemExit(str(failure))

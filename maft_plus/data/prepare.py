@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-PNG_IGNORE = 255  # ignore label of uint8 png label maps
-TIF_IGNORE = 65535  # ignore label of uint16 tif label maps (more than 255 classes)
-
 
 def argument_parser(
     doc: str,
@@ -222,9 +219,9 @@ def prepare_coco_splits(
 ) -> str:
     """The command line of a COCO prepare script (``--splits``, ``--workers``, the counts).
 
-    For each chosen split: ``prepare_split(root, split, workers)`` converts its label maps, then
-    the split's images and the maps in ``labels_dir(split)`` are counted against the expected
-    number of images.
+    For each chosen split: ``prepare_split(root, split, workers)`` converts its label maps and
+    returns how many images it left without one on purpose; then the split's images and the maps
+    in ``labels_dir(split)`` are counted against the expected numbers.
 
     Args:
         doc: the script's docstring; argv: its arguments (None: the command line).
@@ -250,9 +247,8 @@ def prepare_coco_splits(
     root = Path(args.root)
     expected = {"train2017": args.expected_train_images, "val2017": args.expected_val_images}
     for split in args.splits:
-        prepare_split(root, split, args.workers)
+        left_out = prepare_split(root, split, args.workers)
         check_count(root / images_dir(split), "*.jpg", expected[split], f"COCO {split} images")
-        check_count(
-            root / labels_dir(split), "*.png", expected[split], f"{name} {split} {labels_what}"
-        )
+        labels = f"{name} {split} {labels_what}"
+        check_count(root / labels_dir(split), "*.png", expected[split] - left_out, labels)
     return f"{name} ready under {root / 'coco'}: datasets {', '.join(dataset_names)}"

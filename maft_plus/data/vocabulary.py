@@ -1,21 +1,12 @@
-"""A vocabulary: classes as synonym lists, with thing/stuff flags, and its on-disk file format.
+"""A vocabulary: classes as synonym lists, with thing/stuff flags (files: ``class_lists.py``).
 
 Shapes: K classes, S synonyms in the vocabulary (S >= K).
 """
 
-import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
-
-# The id-0 placeholder line of the `id:name,...` files; it names no class.
-INVALID_CLASS_LINE = "0:invalid_class_id"
 
 
 @dataclass(frozen=True)
@@ -131,62 +122,31 @@ def _as_tuple(value: object, name: str) -> tuple:
     return tuple(value)
 
 
-def read_vocabulary_file(path: str | os.PathLike) -> list[str]:
-    """Read a vocabulary file with one class per line, ``id:name1,name2,...``.
-
-    Blank lines and the ``0:invalid_class_id`` line are skipped. The remaining ids must be
-    consecutive integers starting at 0 or 1, in file order.
-
-    Returns:
-        The K synonym strings in id order, ready for :meth:`Vocabulary.from_names`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocabulary file not found: {path}")
-    names: list[str] = []
-    expected_id: int | None = None
-    with path.open(encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.replace(" ", "") == INVALID_CLASS_LINE:
-                continue
-            where = f"{path}, line {line_no} ({line!r})"
-            id_text, sep, synonyms = line.partition(":")
-            if not sep:
-                raise ValueError(f"{where}: expected 'id:name1,name2,...'")
-            try:
-                class_id = int(id_text)
-            except ValueError:
-                raise ValueError(f"{where}: the id {id_text!r} is not an integer") from None
-            if expected_id is None and class_id not in (0, 1):
-                raise ValueError(f"{where}: the first class id must be 0 or 1, got {class_id}")
-            if expected_id is not None and class_id != expected_id:
-                raise ValueError(
-                    f"{where}: class ids must be consecutive, expected {expected_id}, "
-                    f"got {class_id}"
-                )
-            if not any(piece.strip() for piece in synonyms.split(",")):
-                raise ValueError(f"{where}: class {class_id} has no name")
-            names.append(synonyms.strip())
-            expected_id = class_id + 1
-    if not names:
-        raise ValueError(f"vocabulary file {path} lists no class")
-    logger.debug("read %d classes from %s", len(names), path)
-    return names
-
-
-def vocabulary_from_metadata(metadata) -> Vocabulary:
+def vocabulary_from_metadata(metadata, class_names: str = "reference") -> Vocabulary:
     """The vocabulary of a registered dataset, from its detectron2 metadata.
 
     Class names come from ``stuff_classes`` (which lists every class, things included, in
     detectron2's semantic and panoptic datasets), else ``thing_classes``; each may hold synonyms
-    (``"cat, kitty"``). Thing flags come from ``thing_dataset_id_to_contiguous_id`` (panoptic),
-    else an ``is_thing`` list; without either every class counts as a thing.
+    (``"cat, kitty"``). With ``class_names="plain"`` they come from ``plain_classes`` instead, which
+    the built-in benchmarks register beside their reference (prompt-engineered) names. Thing flags
+    come from ``thing_dataset_id_to_contiguous_id`` (panoptic), else an ``is_thing`` list; without
+    either every class counts as a thing.
     """
-    names = getattr(metadata, "stuff_classes", None) or getattr(metadata, "thing_classes", None)
+    dataset = getattr(metadata, "name", "?")
+    if class_names == "plain":
+        names = getattr(metadata, "plain_classes", None)
+        if not names:
+            raise ValueError(f"dataset {dataset!r} has no plain class names (plain_classes)")
+    elif class_names == "reference":
+        names = getattr(metadata, "stuff_classes", None) or getattr(metadata, "thing_classes", None)
+    else:
+        raise ValueError(
+            f"class_names (MODEL.MAFT_PLUS.CLASS_NAMES) is 'reference' or 'plain', "
+            f"got {class_names!r}"
+        )
     if not names:
         raise ValueError(
-            f"dataset {getattr(metadata, 'name', '?')!r} has no stuff_classes or thing_classes "
+            f"dataset {dataset!r} has no stuff_classes or thing_classes "
             "in its metadata: cannot build its vocabulary"
         )
     is_thing = getattr(metadata, "is_thing", None)
@@ -195,23 +155,3 @@ def vocabulary_from_metadata(metadata) -> Vocabulary:
         things = set(thing_ids.values())
         is_thing = [k in things for k in range(len(names))]
     return Vocabulary.from_names(list(names), is_thing)
-
-
-BUILTIN_VOCABULARIES_PACKAGE = "maft_plus.data"
-BUILTIN_VOCABULARIES_FOLDER = "vocabularies"
-
-
-def builtin_vocabulary_names() -> list[str]:
-    """Names of the vocabulary files shipped in the package, e.g. ``ade150``."""
-    folder = resources.files(BUILTIN_VOCABULARIES_PACKAGE) / BUILTIN_VOCABULARIES_FOLDER
-    return sorted(f.name.removesuffix(".txt") for f in folder.iterdir() if f.name.endswith(".txt"))
-
-
-def read_builtin_vocabulary(name: str) -> list[str]:
-    """A shipped vocabulary file, read from the installed package (never the working directory)."""
-    names = builtin_vocabulary_names()
-    if name not in names:
-        raise ValueError(f"no built-in vocabulary {name!r}; available: {', '.join(names)}")
-    resource = resources.files(BUILTIN_VOCABULARIES_PACKAGE) / BUILTIN_VOCABULARIES_FOLDER
-    with resources.as_file(resource / f"{name}.txt") as path:
-        return read_vocabulary_file(path)

@@ -2,9 +2,10 @@
 
 The one place that turns what a user types ("coco", "ade847", "my_classes.txt",
 "cat, kitty; dog; sky") into the ``(names, is_thing)`` pair of ``MAFTPlus.set_vocabulary``.
-Presets name the benchmarks' vocabularies: the shipped ones are read from the package, the large
-ones (A-847, PC-459, LVIS) from the files their ``datasets/prepare_*.py`` script writes under the
-datasets root (``$DETECTRON2_DATASETS``).
+Presets name the benchmarks' vocabularies, read from the package: by default the reference
+(prompt-engineered) lists the released checkpoints were scored with, and with a ``-plain`` suffix
+(``ade150-plain``) the datasets' own names (``class_lists.py``). LVIS is read from the file
+``datasets/prepare_lvis_vocabulary.py`` writes under the datasets root (``$DETECTRON2_DATASETS``).
 """
 
 import logging
@@ -13,11 +14,9 @@ from pathlib import Path
 
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
+from .ade_tables import ade150_thing_flags
+from .class_lists import builtin_class_list, read_vocabulary_file
 from .datasets.builtin import datasets_root
-from .datasets.register_ade import ADE847_VOCABULARY, ADE_PANOPTIC_CATEGORIES
-from .datasets.register_ade import read_panoptic_categories as read_ade_panoptic_categories
-from .datasets.register_pascal import PC459_VOCABULARY
-from .vocabulary import read_builtin_vocabulary, read_vocabulary_file
 
 logger = logging.getLogger(__name__)
 
@@ -29,72 +28,66 @@ LVIS_ANNOTATIONS = Path("lvis") / "lvis_v1_val.json"
 LVIS_VOCABULARY = Path("lvis") / "lvis_v1_vocabulary.txt"
 
 COCO_STUFF_NUM_THINGS = 80  # coco_stuff_171 lists COCO's 80 thing classes first, then 91 stuff
+PLAIN_SUFFIX = "-plain"  # preset suffix for the plain class names
 
 Names = list[str]
 Flags = list[bool] | None
+Loader = Callable[[str], tuple[Names, Flags]]  # class-name style -> (names, is_thing)
 
 
-def _coco() -> tuple[Names, Flags]:
-    names = read_builtin_vocabulary("coco_panoptic_133")
-    if len(names) != len(COCO_CATEGORIES):
-        raise RuntimeError(
-            f"coco_panoptic_133 has {len(names)} classes but detectron2's COCO_CATEGORIES "
-            f"{len(COCO_CATEGORIES)}: the two disagree"
-        )
-    return names, [bool(c["isthing"]) for c in COCO_CATEGORIES]
+def _coco(style: str) -> tuple[Names, Flags]:
+    class_list = builtin_class_list("coco_panoptic_133", style)
+    if list(class_list.ids) != [c["id"] for c in COCO_CATEGORIES]:
+        raise RuntimeError("coco_panoptic_133 and detectron2's COCO_CATEGORIES list other ids")
+    return list(class_list.names), [bool(c["isthing"]) for c in COCO_CATEGORIES]
 
 
-def _coco_stuff() -> tuple[Names, Flags]:
-    names = read_builtin_vocabulary("coco_stuff_171")
+def _coco_stuff(style: str) -> tuple[Names, Flags]:
+    names = list(builtin_class_list("coco_stuff_171", style).names)
     return names, [k < COCO_STUFF_NUM_THINGS for k in range(len(names))]
 
 
-def _ade150() -> tuple[Names, Flags]:
-    """ADE-150; thing flags from the panoptic categories file, if that set is prepared."""
-    names = read_builtin_vocabulary("ade150")
-    categories_file = datasets_root() / ADE_PANOPTIC_CATEGORIES
-    if not categories_file.is_file():
-        logger.debug("no %s: ADE-150 without thing flags (every class a thing)", categories_file)
-        return names, None
-    return names, [bool(c["isthing"]) for c in read_ade_panoptic_categories(categories_file)]
+def _ade150(style: str) -> tuple[Names, Flags]:
+    return list(builtin_class_list("ade150", style).names), ade150_thing_flags()
 
 
-def _builtin(name: str) -> Callable[[], tuple[Names, Flags]]:
-    return lambda: (read_builtin_vocabulary(name), None)
+def _builtin(name: str) -> Loader:
+    return lambda style: (list(builtin_class_list(name, style).names), None)
 
 
-def _prepared(relative: Path | str, script: str) -> Callable[[], tuple[Names, Flags]]:
-    """A vocabulary file under the datasets root, written by ``script``."""
-
-    def read() -> tuple[Names, Flags]:
-        path = datasets_root() / relative
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"vocabulary file not found: {path}; make it with: python {script} "
-                "(the datasets root is $DETECTRON2_DATASETS, default datasets/)"
-            )
-        return read_vocabulary_file(path), None
-
-    return read
+def _lvis(style: str) -> tuple[Names, Flags]:
+    """LVIS, from the file ``datasets/prepare_lvis_vocabulary.py`` writes; reference names only."""
+    path = datasets_root() / LVIS_VOCABULARY
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"vocabulary file not found: {path}; make it with: python "
+            "datasets/prepare_lvis_vocabulary.py (the datasets root is $DETECTRON2_DATASETS, "
+            "default datasets/)"
+        )
+    return read_vocabulary_file(path), None
 
 
-_LOADERS: dict[str, Callable[[], tuple[Names, Flags]]] = {
+_LOADERS: dict[str, Loader] = {
     "coco": _coco,
     "coco-stuff": _coco_stuff,
     "ade150": _ade150,
     "ade": _ade150,
-    "ade847": _prepared(ADE847_VOCABULARY, "datasets/prepare_ade20k_847.py"),
+    "ade847": _builtin("ade847"),
     "pascal-context": _builtin("pc59"),
     "pc59": _builtin("pc59"),
-    "pc459": _prepared(PC459_VOCABULARY, "datasets/prepare_pascal_context.py"),
+    "pc459": _builtin("pc459"),
     "voc": _builtin("voc20"),
     "voc20": _builtin("voc20"),
     "voc21": _builtin("voc21"),
-    "lvis": _prepared(LVIS_VOCABULARY, "datasets/prepare_lvis_vocabulary.py"),
+    "lvis": _lvis,
 }
+_NO_PLAIN = {"lvis"}  # presets without a plain list
 
-# The preset names (aliases included), for command-line choices and help texts.
-PRESETS: tuple[str, ...] = tuple(_LOADERS)
+# The preset names (aliases and plain variants included), for command-line choices and help texts.
+PRESETS: tuple[str, ...] = (
+    *_LOADERS,
+    *(f"{name}{PLAIN_SUFFIX}" for name in _LOADERS if name not in _NO_PLAIN),
+)
 
 
 def _preset_key(text: str) -> str:
@@ -102,7 +95,10 @@ def _preset_key(text: str) -> str:
     return text.strip().lower().replace("-", "").replace("_", "")
 
 
-_BY_KEY = {_preset_key(name): loader for name, loader in _LOADERS.items()}
+_BY_KEY = {_preset_key(name): (name, "reference") for name in _LOADERS}
+_BY_KEY |= {
+    _preset_key(name + PLAIN_SUFFIX): (name, "plain") for name in _LOADERS if name not in _NO_PLAIN
+}
 
 
 def parse_vocabulary(spec: str | Sequence[str]) -> tuple[list[str], list[bool] | None]:
@@ -146,9 +142,10 @@ def parse_vocabulary(spec: str | Sequence[str]) -> tuple[list[str], list[bool] |
 def _parse_text(text: str) -> tuple[list[str], list[bool] | None]:
     if not text.strip():
         raise ValueError(f"the vocabulary is empty: got {text!r}")
-    loader = _BY_KEY.get(_preset_key(text))
-    if loader is not None:
-        return loader()
+    preset = _BY_KEY.get(_preset_key(text))
+    if preset is not None:
+        name, style = preset
+        return _LOADERS[name](style)
     path = Path(text.strip()).expanduser()
     if "\n" not in text and _is_file(path):
         return read_vocabulary_file(path), None

@@ -30,8 +30,9 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.class_lists import check_replacement, read_class_list
 from ..data.dataset_mappers import SKIP_REASON, EvaluationMapper
-from ..data.vocabulary import read_vocabulary_file, vocabulary_from_metadata
+from ..data.vocabulary import vocabulary_from_metadata
 from .panoptic_evaluation import PanopticSubsetEvaluator
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator
 from .skipped import (
@@ -54,25 +55,51 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def set_dataset_vocabulary(
-    model: torch.nn.Module, dataset_name: str, vocabulary_file: str | None = None
-) -> None:
+    model: torch.nn.Module,
+    dataset_name: str,
+    vocabulary_file: str | None = None,
+    class_names: str = "reference",
+    rename: bool = False,
+) -> str:
     """Give the model the classes of a registered dataset.
 
     Args:
         vocabulary_file: optional ``id:name,synonym,...`` file replacing the dataset's class names
-            (e.g. a synonym-augmented list); it must list the same number of classes.
+            (e.g. a list of your own synonyms). Its ids must be the dataset's class ids and each
+            class must share a name with the dataset's (reference or plain) names for it, so a
+            list in another order is refused (``class_lists.check_replacement``), unless
+            ``rename`` says that new names are meant.
+        class_names: ``"reference"`` (the dataset's default names; for the built-in benchmarks the
+            prompt-engineered lists of the released checkpoints) or ``"plain"``
+            (``MODEL.MAFT_PLUS.CLASS_NAMES``).
+
+    Returns:
+        What the model now uses, for reports: see :func:`vocabulary_label`.
     """
-    vocabulary = vocabulary_from_metadata(MetadataCatalog.get(dataset_name))
+    metadata = MetadataCatalog.get(dataset_name)
+    vocabulary = vocabulary_from_metadata(metadata, class_names)
     names = [", ".join(synonyms) for synonyms in vocabulary.class_synonyms]
     if vocabulary_file is not None:
-        replacement = read_vocabulary_file(vocabulary_file)
-        if len(replacement) != len(names):
-            raise ValueError(
-                f"vocabulary file {vocabulary_file} lists {len(replacement)} classes but dataset "
-                f"{dataset_name!r} has {len(names)}; its ids must follow the dataset's class ids"
-            )
-        names = replacement
+        replacement = read_class_list(vocabulary_file)
+        namings = [metadata.stuff_classes] + (
+            [metadata.plain_classes] if hasattr(metadata, "plain_classes") else []
+        )
+        check_replacement(
+            replacement,
+            ids=getattr(metadata, "class_ids", None),
+            names=namings,
+            source=str(vocabulary_file),
+            dataset=dataset_name,
+            rename=rename,
+        )
+        names = list(replacement.names)
     unwrap(model).set_vocabulary(names, vocabulary.is_thing)
+    return vocabulary_label(class_names, vocabulary_file)
+
+
+def vocabulary_label(class_names: str, vocabulary_file: str | None = None) -> str:
+    """How a benchmark's classes were named, for reports: the file, else "reference"/"plain"."""
+    return str(vocabulary_file) if vocabulary_file is not None else class_names
 
 
 def build_evaluators(
@@ -176,6 +203,7 @@ def evaluate_datasets(
     dataset_names: Sequence[str],
     *,
     vocabulary_files: Mapping[str, str] | None = None,
+    rename_classes: bool = False,
     on_result: Callable[[str, dict], None] | None = None,
     on_skipped: Callable[[str, list[dict]], None] | None = None,
     skipped_report: str | Path | None = None,
@@ -184,8 +212,9 @@ def evaluate_datasets(
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
     The model's vocabulary is restored afterwards. ``vocabulary_files`` maps dataset names to
-    replacement vocabulary files. On the main process, as each dataset finishes (so that callers
-    can save results before the next one starts):
+    replacement vocabulary files (``rename_classes``: see ``set_dataset_vocabulary``'s
+    ``rename``). On the main process, as each dataset finishes (so that callers can save results
+    before the next one starts):
 
     - ``on_result(name, result)`` gets its results (detectron2's ``{"sem_seg": {...}}`` format);
     - ``on_skipped(name, skipped)`` gets the files left out, ``[{"file_name", "reason"}, ...]``
@@ -207,7 +236,14 @@ def evaluate_datasets(
     results, skipped_by_dataset, failed = {}, {}, []
     try:
         for name in dataset_names:
-            set_dataset_vocabulary(net, name, (vocabulary_files or {}).get(name))
+            used = set_dataset_vocabulary(
+                net,
+                name,
+                (vocabulary_files or {}).get(name),
+                class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES,
+                rename=rename_classes,
+            )
+            logger.info("%s: %d classes, vocabulary %s", name, net.vocabulary.num_classes, used)
             loader = build_detection_test_loader(cfg, name, mapper=mapper)
             evaluators = build_evaluators(
                 name, semantic_on=tests.SEMANTIC_ON, panoptic_on=tests.PANOPTIC_ON

@@ -10,7 +10,6 @@ can compute the expected outputs. Test modules cannot import one another
 import functools
 import importlib.util
 import json
-import pickle
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +21,7 @@ from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from maft_plus.data.vocabulary import read_builtin_vocabulary
+from maft_plus.data.class_lists import read_builtin_vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +69,7 @@ class FakeCoco:
     # Panoptic segments of every image: segment id -> (category id, iscrowd, expected class).
     SEGMENTS = {
         1: (1, 0, 0),  # person
-        2: (1, 1, 255),  # a crowd of persons
+        2: (1, 1, 0),  # a crowd of persons: keeps its class
         3: (187, 0, 119),  # sky-other-merged
         65793: (184, 0, 116),  # tree-merged; an id that needs all three colour channels
     }
@@ -83,8 +82,13 @@ class FakeCoco:
     def stem(split: str, i: int) -> str:
         return f"{(1 if split == 'train2017' else 9) * 1000 + i:012d}"
 
-    def stuff_source(self, i: int) -> np.ndarray:
-        """(H, W) uint8 COCO-Stuff map: each row one stored value, cycling through STUFF_VALUES."""
+    UNLABELLED = ("train2017", 2)  # this map has no labelled pixel: left out of training
+
+    def stuff_source(self, i: int, split: str = "val2017") -> np.ndarray:
+        """(H, W) uint8 COCO-Stuff map: each row one stored value, cycling through STUFF_VALUES;
+        the ``UNLABELLED`` map holds only values that become 255."""
+        if (split, i) == self.UNLABELLED:
+            return np.tile(np.array([255, 11], dtype=np.uint8), (self.H, self.W // 2))
         values = np.array(list(self.STUFF_VALUES), dtype=np.uint8)
         rows = values[(np.arange(self.H) + i) % len(values)]
         return np.repeat(rows[:, None], self.W, axis=1)
@@ -108,7 +112,7 @@ class FakeCoco:
                 stem = self.stem(split, i)
                 save_image(random_pixels(rng, (self.H, self.W)), coco / split / f"{stem}.jpg")
                 stuff = coco / "stuffthingmaps_trainval2017" / split / f"{stem}.png"
-                save_image(self.stuff_source(i), stuff)
+                save_image(self.stuff_source(i, split), stuff)
                 save_image(id2rgb(self.segment_ids(i)), coco / f"panoptic_{split}/{stem}.png")
                 segments = [
                     {"id": sid, "category_id": cid, "iscrowd": crowd, "bbox": [0, 0, self.W - 2, 2]}
@@ -140,12 +144,13 @@ class FakeCoco:
 
 
 class FakeADE:
-    """ADEChallengeData2016 (3 val images with instance pngs, 1 training image) and
-    ADE20K_2021_17_01 (2 training and 2 validation images, and its index)."""
+    """ADEChallengeData2016 (3 val images with instance pngs) and ADE20K_2021_17_01 (1 training and
+    2 validation images, one of them 1024 x 768 so that it is resized)."""
 
-    # Scene-parsing labels: wall (1) and floor (4) are stuff; person (13), car (21), bed (8) things.
-    WALL, FLOOR, BED, PERSON, CAR = 1, 4, 8, 13, 21
-    PERSON_R, CAR_R, BED_R = 5, 7, 9  # their instance-challenge classes (R of the instance pngs)
+    # Scene-parsing labels: wall (1), sky (3) and floor (4) are stuff; bed (8), person (13), car
+    # (21) and flag (150) things (their ADE-150 classes are in the instance-category table).
+    WALL, SKY, FLOOR, BED, PERSON, CAR, FLAG = 1, 3, 4, 8, 13, 21, 150
+    PERSON_R, CAR_R = 4, 9  # their instance-challenge categories (R of the instance pngs)
     NUM_VAL = 3  # scene-parsing validation images (A-150, panoptic)
     VAL_SEMANTIC = np.array(
         [
@@ -154,41 +159,34 @@ class FakeADE:
             [1, 13, 13, 1, 1, 13, 13, 1],
             [4, 4, 4, 4, 4, 4, 8, 8],  # bed, without an instance: unlabeled in panoptic
             [4, 4, 4, 4, 4, 4, 0, 0],
-            [1, 1, 4, 4, 21, 21, 4, 4],  # a second wall region: same stuff segment
+            [1, 1, 4, 4, 21, 21, 3, 4],  # a second wall region (same segment); one sky pixel
         ],
         dtype=np.uint8,
     )
-    # (R, G) instance -> its pixels; person 1 also covers a wall pixel, (5, 3) mostly covers floor
+    # (R, G) instance -> its pixels; G identifies the instance. Person 1 also covers a wall pixel,
+    # person 3 lies on floor (a person all the same), the car covers the only sky pixel.
     VAL_INSTANCES = {
         (PERSON_R, 1): [(0, 1), (1, 1), (1, 2), (2, 1), (2, 2)],
         (PERSON_R, 2): [(1, 5), (1, 6), (2, 5), (2, 6)],
-        (PERSON_R, 3): [(4, 0), (4, 1)],  # majority floor (stuff): dropped
-        (CAR_R, 1): [(5, 4), (5, 5)],
+        (PERSON_R, 3): [(4, 0), (4, 1)],
+        (CAR_R, 4): [(5, 4), (5, 5), (5, 6)],
     }
 
-    # ADE20K full: 300 object names; codes 1 (wall), 2 (person), 260 (lamp) are in both splits,
-    # 3 (tree) only in training, 4 (car) and 5 only in validation.
-    OBJECT_NAMES = [
-        "wall",
-        "person, individual, someone",
-        "tree",
-        "car, auto, automobile",
-        *(f"object {k}" for k in range(4, 300)),
-    ]
-    OBJECT_NAMES[259] = "lamp"
-    # (folder, file name, object codes present); training and validation interleaved
+    # ADE20K full: object codes (R // 10 * 256 + G of a _seg.png). In the A-847 table: 2978 wall
+    # (train id 0), 312 building (1), 3148 adding machine (846); codes 1 and 5 are not.
+    FULL_CODES = np.array([[0, 2978, 2978, 312, 3148], [5, 1, 3148, 2978, 0], [312] * 4 + [0]])
+    FULL_EXPECTED = np.array(
+        [[65535, 0, 0, 1, 846], [65535, 65535, 846, 0, 65535], [1, 1, 1, 1, 65535]],
+        dtype=np.uint16,
+    )
+    LARGE = (768, 1024)  # (H, W) of the second validation image: resized to 512 x 683
+    # (folder, file name) of the images; only validation is converted
     FULL_IMAGES = [
-        ("training/urban/street", "ADE_train_00000001", [1, 3]),
-        ("validation/urban/street", "ADE_val_00000001", [1, 4, 260, 5]),
-        ("training/home/kitchen", "ADE_train_00000002", [2, 260]),
-        ("validation/home/kitchen", "ADE_val_00000002", [2]),
+        ("training/urban/street", "ADE_train_00000001"),
+        ("validation/urban/street", "ADE_val_00000001"),
+        ("validation/home/kitchen", "ADE_val_00000002"),
     ]
     NUM_FULL_VAL = 2  # A-847 validation images
-    FULL_VOCABULARY = "0:invalid_class_id\n1:wall\n2:person,individual,someone\n3:lamp\n"
-    FULL_CODES = np.array([[0, 1, 1, 2, 260], [5, 4, 260, 1, 0], [2, 2, 2, 0, 1]])  # ADE_val_1
-    FULL_EXPECTED = np.array(
-        [[65535, 0, 0, 1, 2], [65535, 65535, 2, 0, 65535], [1, 1, 1, 65535, 0]], dtype=np.uint16
-    )
 
     def __init__(self) -> None:
         self.ade150_script = load_script("prepare_ade20k_150")
@@ -197,7 +195,7 @@ class FakeADE:
 
     @staticmethod
     def instance_png(shape: tuple[int, int], instances: dict) -> np.ndarray:
-        """(H, W, 3) instance-challenge png: R the class, G the instance of each listed pixel."""
+        """(H, W, 3) instance-challenge png: R the category, G the instance of each pixel."""
         rgb = np.zeros((*shape, 3), dtype=np.uint8)
         rgb[..., 2] = 77  # B is unused
         for (red, green), pixels in instances.items():
@@ -214,13 +212,13 @@ class FakeADE:
         ade = root / "ADEChallengeData2016"
         rng = np.random.default_rng(0)
         full_wall = np.full((6, 8), self.WALL, dtype=np.uint8)
-        full_wall[0, 0] = 150  # the last class
+        full_wall[0, 0] = self.FLAG  # the last class, a thing without an instance
         with_person = np.full((6, 8), self.FLOOR, dtype=np.uint8)
         with_person[2:4, 2:4] = self.PERSON
         val = [
             (self.VAL_SEMANTIC, self.VAL_INSTANCES),
             (full_wall, {}),
-            (with_person, {(self.PERSON_R, 4): [(2, 2), (2, 3), (3, 2), (3, 3)]}),
+            (with_person, {(self.PERSON_R, 7): [(2, 2), (2, 3), (3, 2), (3, 3)]}),
         ]
         for i, (semantic, instances) in enumerate(val, start=1):
             stem = f"ADE_val_{i:08d}"
@@ -228,40 +226,36 @@ class FakeADE:
             save_image(semantic, ade / f"annotations/validation/{stem}.png")
             instance_png = self.instance_png(semantic.shape, instances)
             save_image(instance_png, ade / f"annotations_instance/validation/{stem}.png")
-        # bed has instances only in training; it is a thing all the same
-        train = np.full((4, 4), self.FLOOR, dtype=np.uint8)
-        train[:2, :2] = self.BED
-        save_image(train, ade / "annotations/training/ADE_train_00000001.png")
-        bed = self.instance_png(train.shape, {(self.BED_R, 1): [(0, 0), (0, 1), (1, 0), (1, 1)]})
-        save_image(bed, ade / "annotations_instance/training/ADE_train_00000001.png")
         return [semantic for semantic, _ in val]
 
+    def large_codes(self) -> np.ndarray:
+        """(768, 1024) codes of the large image: stripes of wall, building and unknown codes."""
+        height, width = self.LARGE
+        stripes = np.array([2978, 312, 5])[(np.arange(width) // 3) % 3]  # (W,) 3-pixel stripes
+        codes = np.repeat(stripes[None], height, axis=0)  # (H, W)
+        codes[::7] = 3148  # and every 7th row
+        return codes
+
     def write_full(self, root: Path) -> None:
-        """ADE20K_2021_17_01: images, ``_seg.png`` object maps and ``index_ade20k.pkl``."""
+        """ADE20K_2021_17_01: images and their ``_seg.png`` object maps."""
         ade = root / "ADE20K_2021_17_01"
-        presence = np.zeros((len(self.OBJECT_NAMES), len(self.FULL_IMAGES)), dtype=np.int64)
         rng = np.random.default_rng(1)
-        for column, (folder, stem, codes) in enumerate(self.FULL_IMAGES):
-            presence[np.array(codes) - 1, column] = 2
+        for folder, stem in self.FULL_IMAGES:
             image_folder = ade / "images/ADE" / folder
-            save_image(random_pixels(rng, (3, 5)), image_folder / f"{stem}.jpg")
-            hand_made = stem == "ADE_val_00000001"
-            codes_map = self.FULL_CODES if hand_made else np.full((3, 5), codes[0])
+            if stem == "ADE_val_00000002":
+                codes_map = self.large_codes()
+                gradient = np.linspace(0, 255, codes_map.shape[1]).astype(np.uint8)  # (W,)
+                pixels = np.broadcast_to(gradient[None, :, None], (*codes_map.shape, 3))
+            else:
+                codes_map = self.FULL_CODES if stem == "ADE_val_00000001" else np.ones((3, 5))
+                pixels = random_pixels(rng, codes_map.shape)
+            save_image(np.ascontiguousarray(pixels), image_folder / f"{stem}.jpg")
+            codes_map = codes_map.astype(np.int64)
             seg = np.zeros((*codes_map.shape, 3), dtype=np.uint8)
             seg[..., 0] = codes_map // 256 * 10 + 3  # R // 10 * 256 + G; R % 10 carries no class
             seg[..., 1] = codes_map % 256
             seg[..., 2] = 9  # instance masks, not read
             save_image(seg, image_folder / f"{stem}_seg.png")
-        index = {
-            "filename": [f"{stem}.jpg" for _, stem, _ in self.FULL_IMAGES],
-            "folder": [
-                f"ADE20K_2021_17_01/images/ADE/{folder}" for folder, _, _ in self.FULL_IMAGES
-            ],
-            "objectnames": self.OBJECT_NAMES,
-            "objectPresence": presence,
-        }
-        with (ade / "index_ade20k.pkl").open("wb") as f:
-            pickle.dump(index, f)
 
     def prepare_ade150(self, root: Path) -> None:
         self.ade150_script.main(["--root", str(root), "--expected-val-images", str(self.NUM_VAL)])
@@ -285,13 +279,12 @@ class FakePascal:
 
     VAL_IDS = ["2008_000002", "2008_000007", "2009_000013", "2010_000021"]
     TRAIN_IDS = ["2008_000005"]  # in JPEGImages but not in the validation split
-    # A labels.txt in the real format: the 59 PC-59 names among others, sorted by name as in the
-    # release, so PC-59 ids are not a constant shift of labels; "potted plant" has a space.
-    OTHER_LABELS = ["accordion", "air conditioner", "ashtray", "kite", "zebra"]
-    LABEL_NAMES = sorted(
-        [n if n != "pottedplant" else "potted plant" for n in read_builtin_vocabulary("pc59")]
-        + OTHER_LABELS
-    )
+    # labels.txt as in the release: the 459 names of the shipped plain list, in order, one written
+    # as "potted plant" (names are compared ignoring spaces and case)
+    LABEL_NAMES = [
+        "potted plant" if name == "pottedplant" else name
+        for name in read_builtin_vocabulary("pc459", "plain")
+    ]
 
     def __init__(self) -> None:
         self.context_script = load_script("prepare_pascal_context")

@@ -8,6 +8,7 @@ the code path of ``train_net.py --eval-only`` and ``tools/evaluate_benchmarks.py
 
 import math
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from detectron2.data import MetadataCatalog
 
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import check_registered, register_builtin_datasets, unregister
-from maft_plus.evaluation.loop import evaluate_datasets
+from maft_plus.evaluation.loop import evaluate_datasets, set_dataset_vocabulary
 from maft_plus.modeling import MAFTPlus
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "maftp_tiny.yaml"
@@ -26,10 +27,10 @@ BENCHMARKS = {
     "maftp_coco_stuff_val": (171, 2),
     "maftp_coco_panoptic_val": (133, 2),
     "maftp_ade150_val": (150, 3),
-    "maftp_ade847_val": (3, 2),  # the classes in the fake validation images (847 in the real one)
+    "maftp_ade847_val": (847, 2),
     "maftp_ade150_panoptic_val": (150, 3),
     "maftp_pc59_val": (59, 4),
-    "maftp_pc459_val": (64, 4),  # the fake labels.txt (459 in the real one)
+    "maftp_pc459_val": (459, 4),
     "maftp_pas20_val": (20, 4),
     "maftp_pas21_val": (21, 4),
 }
@@ -119,5 +120,61 @@ def test_an_empty_root_names_the_missing_path_and_its_script(tmp_path):
                 check_registered([name], tmp_path)
         with pytest.raises(FileNotFoundError):
             check_registered(list(BENCHMARKS), tmp_path)
+    finally:
+        unregister(names)
+
+
+# benchmark -> its shipped class lists ("voc20": voc21 without its first line)
+CLASS_LISTS = {
+    "maftp_coco_stuff_train": "coco_stuff_171",
+    "maftp_coco_panoptic_val": "coco_panoptic_133",
+    "maftp_ade150_val": "ade150",
+    "maftp_ade847_val": "ade847",
+    "maftp_ade150_panoptic_val": "ade150",
+    "maftp_pc59_val": "pc59",
+    "maftp_pc459_val": "pc459",
+    "maftp_pas20_val": "voc20",
+    "maftp_pas21_val": "voc21",
+}
+
+
+def shipped_file(style: str, name: str, path: Path) -> Path:
+    """A copy of the shipped ``style`` list of ``name`` at ``path``, as a user would pass it."""
+    source = resources.files("maft_plus.data") / "vocabularies" / style
+    if name == "voc20":
+        lines = (source / "voc21.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(lines[1:]), encoding="utf-8")  # VOC-21 without its first line
+    else:
+        path.write_bytes((source / f"{name}.txt").read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("name", list(CLASS_LISTS))
+def test_shipped_files_through_vocabulary_file_equal_the_defaults(tmp_path, model, name):
+    """The reference files fed as --vocabulary-file give the default vocabulary; plain ones the
+    plain names; the same list with two classes swapped is refused."""
+    names = register_builtin_datasets(tmp_path / "empty")  # registration alone: no data needed
+    try:
+        assert set_dataset_vocabulary(model, name) == "reference"
+        default = model.vocabulary
+        reference = shipped_file("reference", CLASS_LISTS[name], tmp_path / "reference.txt")
+        assert set_dataset_vocabulary(model, name, str(reference)) == str(reference)
+        assert model.vocabulary == default
+        assert set_dataset_vocabulary(model, name, class_names="plain") == "plain"
+        plain = model.vocabulary
+        assert plain.is_thing == default.is_thing and plain != default
+        plain_file = shipped_file("plain", CLASS_LISTS[name], tmp_path / "plain.txt")
+        set_dataset_vocabulary(model, name, str(plain_file))
+        assert model.vocabulary == plain
+        lines = reference.read_text(encoding="utf-8").splitlines()
+        real = [k for k, line in enumerate(lines) if not line.endswith(":invalid_class_id")]
+        first, second = real[0], real[1]
+        ids = [line.partition(":")[0] for line in lines]
+        texts = [line.partition(":")[2] for line in lines]
+        texts[first], texts[second] = texts[second], texts[first]
+        permuted = tmp_path / "permuted.txt"
+        permuted.write_text("\n".join(f"{i}:{t}" for i, t in zip(ids, texts, strict=True)))
+        with pytest.raises(ValueError, match=f"class {ids[first]} .* shares no name"):
+            set_dataset_vocabulary(model, name, str(permuted))
     finally:
         unregister(names)

@@ -14,10 +14,11 @@ from panopticapi.utils import id2rgb, rgb2id
 from PIL import Image
 
 from maft_plus.config import add_maft_plus_config
+from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.dataset_mappers import SemanticTrainMapper
 from maft_plus.data.datasets import unregister
 from maft_plus.data.datasets.register_coco import coco_stuff_class_ids, register_coco
-from maft_plus.data.vocabulary import Vocabulary, read_builtin_vocabulary
+from maft_plus.data.vocabulary import Vocabulary
 
 STUFF_NAMES = ["maftp_coco_stuff_train", "maftp_coco_stuff_val"]
 PANOPTIC_NAMES = ["maftp_coco_panoptic_train", "maftp_coco_panoptic_val"]
@@ -45,7 +46,7 @@ def _read(path: str | Path) -> np.ndarray:
 
 def test_coco_stuff_class_ids_follow_the_vocabulary():
     ids = coco_stuff_class_ids()
-    names = Vocabulary.from_names(read_builtin_vocabulary("coco_stuff_171")).class_names
+    names = Vocabulary.from_names(read_builtin_vocabulary("coco_stuff_171", "plain")).class_names
     things = [c for c in COCO_CATEGORIES if c["isthing"]]
     assert len(ids) == len(names) == 171
     assert ids[:80] == [c["id"] for c in things] and ids[80:] == list(range(92, 183))
@@ -58,17 +59,19 @@ def test_coco_stuff_labels_are_contiguous(prepared, fake_coco):
     lookup = np.vectorize(fake_coco.STUFF_VALUES.get)
     for split, name in zip(fake_coco.NUM, STUFF_NAMES, strict=True):
         dicts = DatasetCatalog.get(name)
-        assert len(dicts) == fake_coco.NUM[split]
-        for i, record in enumerate(dicts):
+        kept = [i for i in range(fake_coco.NUM[split]) if (split, i) != fake_coco.UNLABELLED]
+        assert len(dicts) == len(kept)  # the training map with no labelled pixel is left out
+        for i, record in zip(kept, dicts, strict=True):
             stem = fake_coco.stem(split, i)
             assert record["file_name"] == str(prepared / "coco" / split / f"{stem}.jpg")
             label_file = prepared / "coco/stuffthingmaps_detectron2" / split / f"{stem}.png"
             assert record["sem_seg_file_name"] == str(label_file)
             label = _read(label_file)
             assert label.dtype == np.uint8 and label.shape == (fake_coco.H, fake_coco.W)
-            np.testing.assert_array_equal(label, lookup(fake_coco.stuff_source(i)))
+            np.testing.assert_array_equal(label, lookup(fake_coco.stuff_source(i, split)))
         metadata = MetadataCatalog.get(name)
-        assert len(metadata.stuff_classes) == 171 and metadata.stuff_classes[0] == "person"
+        assert metadata.stuff_classes == read_builtin_vocabulary("coco_stuff_171")
+        assert metadata.plain_classes[0] == "person" and len(metadata.plain_classes) == 171
         assert metadata.is_thing == [True] * 80 + [False] * 91
         assert metadata.ignore_label == 255 and metadata.evaluator_type == "sem_seg"
 
@@ -96,11 +99,11 @@ def test_coco_panoptic_semantic_maps_agree_with_the_pngs(prepared, fake_coco):
                 assert segment["isthing"] == (category == 1)
                 mask = segment_ids == segment["id"]
                 assert mask.any()
-                assert (semantic[mask] == expected).all()
-                if not crowd:
-                    assert segment["category_id"] == expected  # contiguous in the dicts too
+                assert (semantic[mask] == expected).all()  # crowd regions too
+                assert segment["category_id"] == expected  # contiguous in the dicts too
         metadata = MetadataCatalog.get(name)
         assert len(metadata.stuff_classes) == 133 and metadata.stuff_classes[119].startswith("sky")
+        assert metadata.class_ids == [c["id"] for c in COCO_CATEGORIES]
         assert len(metadata.thing_dataset_id_to_contiguous_id) == 80
         assert metadata.stuff_dataset_id_to_contiguous_id[187] == 119
         assert metadata.stuff_colors[0] == COCO_CATEGORIES[0]["color"]
@@ -115,7 +118,7 @@ def _outputs(root: Path) -> dict[Path, tuple[int, bytes]]:
 
 def test_rerunning_is_harmless(prepared, fake_coco):
     before = _outputs(prepared)
-    assert len(before) == 2 * fake_coco.NUM["train2017"] + fake_coco.NUM["val2017"]
+    assert len(before) == 2 * fake_coco.NUM["train2017"] + fake_coco.NUM["val2017"] - 1
     fake_coco.prepare(prepared)
     assert _outputs(prepared) == before  # nothing rewritten
     assert not list(prepared.rglob("*.tmp"))  # no temporary file left behind
@@ -131,6 +134,22 @@ def test_a_changed_source_is_converted_again(prepared, fake_coco):
     os.utime(source, (newer, newer))
     fake_coco.stuff_script.main(fake_coco.args(prepared, "--splits", "train2017"))
     assert (_read(target) == 80).all()
+
+
+def test_a_training_map_without_labels_is_left_out(prepared, fake_coco, caplog):
+    stem = fake_coco.stem(*fake_coco.UNLABELLED)
+    target = prepared / "coco/stuffthingmaps_detectron2/train2017" / f"{stem}.png"
+    assert not target.exists()
+    target.write_bytes(b"stale")  # left by an earlier run; its source is newer
+    source = prepared / "coco/stuffthingmaps_trainval2017/train2017" / f"{stem}.png"
+    newer = target.stat().st_mtime + 10
+    os.utime(source, (newer, newer))
+    with caplog.at_level("INFO"):
+        fake_coco.stuff_script.main(fake_coco.args(prepared, "--splits", "train2017"))
+    assert not target.exists()
+    assert "1 maps have no labelled pixel and are left out" in caplog.text
+    images = [Path(d["file_name"]).stem for d in DatasetCatalog.get(STUFF_NAMES[0])]
+    assert stem not in images and len(images) == fake_coco.NUM["train2017"] - 1
 
 
 def test_parallel_workers_write_the_same_maps(download, fake_coco):

@@ -11,11 +11,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from PIL import Image
 
+from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.datasets import unregister
 from maft_plus.data.datasets.register_pascal import PASCAL_DATASETS, register_pascal
-from maft_plus.data.vocabulary import read_builtin_vocabulary, read_vocabulary_file
 
-PC59 = read_builtin_vocabulary("pc59")
+PC59 = read_builtin_vocabulary("pc59", "plain")
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,15 @@ def test_pascal_context_images_are_links_of_val_ids_only(prepared, fake_pascal):
         assert link.samefile(voc / f"JPEGImages/{image_id}.jpg")
 
 
-def test_pc459_vocabulary_file(prepared, fake_pascal):
-    path = prepared[0] / "VOCdevkit/VOC2010/pascal_context/maftp_pc459_vocabulary.txt"
-    lines = path.read_text().splitlines()
-    assert lines[0] == "0:invalid_class_id"
-    label_names = fake_pascal.LABEL_NAMES
-    assert lines[1:] == [f"{k}:{name}" for k, name in enumerate(label_names, start=1)]
-    assert read_vocabulary_file(path) == label_names
+def test_a_labels_file_unlike_the_shipped_list_is_reported(tmp_path, fake_pascal, caplog):
+    fake_pascal.write_context(tmp_path)
+    labels = tmp_path / "VOCdevkit/VOC2010/pascal_context/labels.txt"
+    names = list(fake_pascal.LABEL_NAMES)
+    names[2] = "air-conditioning unit"  # label 3
+    labels.write_text("".join(f"{k}: {name}\n" for k, name in enumerate(names, start=1)))
+    with caplog.at_level("WARNING"):
+        fake_pascal.prepare_context(tmp_path)
+    assert f"{labels} lists 459 labels" in caplog.text and "first differing label: 3" in caplog.text
 
 
 def test_pascal_voc_labels(prepared, fake_pascal):
@@ -105,7 +107,7 @@ def test_pascal_voc_labels(prepared, fake_pascal):
     "name, label_dir, suffix, ignore, vocabulary",
     [
         ("maftp_pc59_val", "VOC2010/annotations_detectron2/pc59_val", "png", 255, "pc59"),
-        ("maftp_pc459_val", "VOC2010/annotations_detectron2/pc459_val", "tif", 65535, "labels.txt"),
+        ("maftp_pc459_val", "VOC2010/annotations_detectron2/pc459_val", "tif", 65535, "pc459"),
         ("maftp_pas20_val", "VOC2012/annotations_detectron2/pas20_val", "png", 255, "voc20"),
         ("maftp_pas21_val", "VOC2012/annotations_detectron2/pas21_val", "png", 255, "voc21"),
     ],
@@ -113,7 +115,7 @@ def test_pascal_voc_labels(prepared, fake_pascal):
 def test_registered_datasets(
     prepared, registered, fake_pascal, name, label_dir, suffix, ignore, vocabulary
 ):
-    """``vocabulary``: a shipped vocabulary, or ``labels.txt`` for the names of the download."""
+    """``vocabulary``: the shipped class lists of the dataset."""
     root = prepared[0]
     val_ids = fake_pascal.VAL_IDS
     assert registered == list(PASCAL_DATASETS)
@@ -130,11 +132,8 @@ def test_registered_datasets(
         assert labels.shape == read_image(record["file_name"]).shape[:2]
         assert ignore in labels
     metadata = MetadataCatalog.get(name)
-    if vocabulary == "labels.txt":
-        classes = fake_pascal.LABEL_NAMES
-    else:
-        classes = read_builtin_vocabulary(vocabulary)
-    assert metadata.stuff_classes == classes
+    assert metadata.stuff_classes == read_builtin_vocabulary(vocabulary)
+    assert metadata.plain_classes == read_builtin_vocabulary(vocabulary, "plain")
     assert metadata.ignore_label == ignore
     assert metadata.evaluator_type == "sem_seg"
 
@@ -143,11 +142,9 @@ def test_rerun_is_harmless(prepared, fake_pascal):
     root = prepared[0]
     outputs = sorted(p for p in (root / "VOCdevkit").rglob("*_detectron2/**/*") if p.is_file())
     assert len(outputs) == 6 * len(fake_pascal.VAL_IDS)  # 2 image-link and 4 label folders
-    outputs.append(root / "VOCdevkit/VOC2010/pascal_context/maftp_pc459_vocabulary.txt")
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
     fake_pascal.prepare(root)
     after = sorted(p for p in (root / "VOCdevkit").rglob("*_detectron2/**/*") if p.is_file())
-    after.append(root / "VOCdevkit/VOC2010/pascal_context/maftp_pc459_vocabulary.txt")
     assert after == outputs
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in after} == before  # all skipped
     assert not list((root / "VOCdevkit").rglob("*.tmp"))
@@ -214,7 +211,7 @@ def test_wrong_count_is_refused(fresh_root, fake_pascal, script):
 def test_unprepared_datasets_register_and_fail_clearly(tmp_path):
     names = register_pascal(tmp_path)
     try:
-        assert MetadataCatalog.get("maftp_pc459_val").stuff_classes == []
+        assert len(MetadataCatalog.get("maftp_pc459_val").stuff_classes) == 459
         scripts = {
             "maftp_pc59_val": "prepare_pascal_context.py",
             "maftp_pc459_val": "prepare_pascal_context.py",

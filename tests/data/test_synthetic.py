@@ -8,6 +8,7 @@ import pytest
 from panopticapi.utils import rgb2id
 from PIL import Image
 
+from maft_plus.data.class_lists import read_vocabulary_file
 from maft_plus.data.synthetic import (
     IGNORE_LABEL,
     SPLITS,
@@ -16,7 +17,7 @@ from maft_plus.data.synthetic import (
     synthetic_class_names,
     write_synthetic_dataset,
 )
-from maft_plus.data.vocabulary import Vocabulary, read_vocabulary_file
+from maft_plus.data.vocabulary import Vocabulary
 
 K = len(SYNTHETIC_CLASSES)
 NUM = {"train": 12, "val": 4}

@@ -2,7 +2,8 @@
 
 import pytest
 
-from maft_plus.data.vocabulary import Vocabulary, read_vocabulary_file
+from maft_plus.data.class_lists import read_vocabulary_file
+from maft_plus.data.vocabulary import Vocabulary
 
 
 def test_from_names_splits_strips_and_flattens():
@@ -121,7 +122,7 @@ def test_bad_vocabulary_file_names_file_and_line(tmp_path, text, line_no, messag
 def test_vocabulary_file_without_classes(tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text("0:invalid_class_id\n\n")
-    with pytest.raises(ValueError, match="lists no class"):
+    with pytest.raises(ValueError, match="names no class"):
         read_vocabulary_file(path)
 
 

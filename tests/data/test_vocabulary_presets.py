@@ -1,4 +1,4 @@
-"""parse_vocabulary: presets (shipped and prepared), vocabulary files, free text and lists."""
+"""parse_vocabulary: presets (shipped, plain and prepared), vocabulary files, free text, lists."""
 
 import importlib.util
 import json
@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maft_plus.data.datasets.register_ade import (
-    ADE847_VOCABULARY,
-    ADE_PANOPTIC_CATEGORIES,
-    ade_panoptic_categories,
-)
-from maft_plus.data.datasets.register_pascal import PC459_VOCABULARY
-from maft_plus.data.vocabulary import Vocabulary, read_builtin_vocabulary
+from maft_plus.data.class_lists import read_builtin_vocabulary
+from maft_plus.data.vocabulary import Vocabulary
 from maft_plus.data.vocabulary_presets import (
     LVIS_ANNOTATIONS,
     LVIS_VOCABULARY,
@@ -54,11 +49,17 @@ def datasets_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("voc", "voc20", None),
         ("voc20", "voc20", None),
         ("voc_21", "voc21", None),
+        ("ade150", "ade150", 100),
+        ("ade", "ade150", 100),
+        ("ade847", "ade847", None),
+        ("pc459", "pc459", None),
     ],
 )
-def test_shipped_presets(spec, builtin, num_things):
-    names, is_thing = parse_vocabulary(spec)
-    assert names == read_builtin_vocabulary(builtin)
+@pytest.mark.parametrize("style", ["reference", "plain"])
+def test_shipped_presets(spec, builtin, num_things, style):
+    """Every benchmark preset works with nothing prepared, in both namings."""
+    names, is_thing = parse_vocabulary(spec + ("-plain" if style == "plain" else ""))
+    assert names == read_builtin_vocabulary(builtin, style)
     if num_things is None:
         assert is_thing is None
     else:
@@ -67,7 +68,7 @@ def test_shipped_presets(spec, builtin, num_things):
 
 
 def test_coco_thing_flags_follow_detectron2():
-    names, is_thing = parse_vocabulary("coco")
+    names, is_thing = parse_vocabulary("coco-plain")
     flags = dict(zip(names, is_thing, strict=True))
     assert flags["person"] and flags["toothbrush"]
     assert not flags["sky-other-merged"] and not flags["wall-other-merged"]
@@ -75,33 +76,23 @@ def test_coco_thing_flags_follow_detectron2():
     assert stuff_flags == [True] * 80 + [False] * 91
 
 
-def test_ade150_thing_flags_only_when_prepared(datasets_root):
-    names, is_thing = parse_vocabulary("ade")
-    assert names == read_builtin_vocabulary("ade150") and is_thing is None
-    categories = ade_panoptic_categories(thing_labels=[8, 13])  # bed, person
-    path = datasets_root / ADE_PANOPTIC_CATEGORIES
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(categories))
-    names, is_thing = parse_vocabulary("ADE150")
-    assert len(is_thing) == 150 and [k for k, t in enumerate(is_thing) if t] == [7, 12]
+def test_ade150_things_are_the_instance_classes():
+    names, is_thing = parse_vocabulary("ade150-plain")
+    flags = dict(zip(names, is_thing, strict=True))
+    assert flags["bed"] and flags["person"] and flags["flag"]
+    assert not flags["wall"] and not flags["sky"] and not flags["floor"]
 
 
-@pytest.mark.parametrize(
-    ("spec", "relative", "script"),
-    [
-        ("ade847", ADE847_VOCABULARY, "datasets/prepare_ade20k_847.py"),
-        ("pc459", PC459_VOCABULARY, "datasets/prepare_pascal_context.py"),
-        ("lvis", LVIS_VOCABULARY, "datasets/prepare_lvis_vocabulary.py"),
-    ],
-)
-def test_prepared_presets(datasets_root, spec, relative, script):
-    path = datasets_root / relative
-    with pytest.raises(FileNotFoundError, match=script) as error:
-        parse_vocabulary(spec)
+def test_lvis_is_prepared(datasets_root):
+    path = datasets_root / LVIS_VOCABULARY
+    with pytest.raises(FileNotFoundError, match="datasets/prepare_lvis_vocabulary.py") as error:
+        parse_vocabulary("lvis")
     assert str(path) in str(error.value)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("0:invalid_class_id\n1:wall\n2:cat,kitty\n")
-    assert parse_vocabulary(spec.upper()) == (["wall", "cat,kitty"], None)
+    assert parse_vocabulary("LVIS") == (["wall", "cat,kitty"], None)
+    assert "lvis-plain" not in PRESETS
+    assert parse_vocabulary("lvis-plain") == (["lvis-plain"], None)  # no preset: free text
 
 
 def test_prepare_lvis_vocabulary_writes_the_preset(datasets_root, capsys):
@@ -165,4 +156,4 @@ def test_presets_list_every_name():
         PRESETS
     )
     for name in ("coco", "coco-stuff", "voc21", "pascal-context"):
-        assert name in PRESETS
+        assert name in PRESETS and f"{name}-plain" in PRESETS

@@ -32,12 +32,16 @@ def test_rows_compare_the_legacy_miou_and_pq_with_the_paper():
     assert len(rows) == 6  # A-150 mIoU; panoptic PQ, SQ, RQ, mIoU; my_dataset mIoU
 
 
-def test_markdown_and_csv():
-    rows = results_table(RESULTS, PAPER_RESULTS["maftp_l"])
+def test_markdown_and_csv_name_the_vocabulary():
+    vocabularies = {"maftp_ade150_val": "reference", "my_dataset": "mine.txt"}
+    rows = results_table(RESULTS, PAPER_RESULTS["maftp_l"], vocabularies)
     markdown = to_markdown(rows).splitlines()
-    assert markdown[0].startswith("| benchmark | metric | ours | ours (legacy mIoU) | paper |")
-    assert "| A-150 | mIoU | 37.0 | 36.0 | 36.1 | -0.1 |" in markdown
-    assert "| my_dataset | mIoU | 50.0 | 40.0 | - | - |" in markdown
+    assert markdown[0].startswith(
+        "| benchmark | vocabulary | metric | ours | ours (legacy mIoU) | paper |"
+    )
+    assert "| A-150 | reference | mIoU | 37.0 | 36.0 | 36.1 | -0.1 |" in markdown
+    assert "| my_dataset | mine.txt | mIoU | 50.0 | 40.0 | - | - |" in markdown
+    assert "| ADE panoptic | - | PQ | 27.0 | - | - | - |" in markdown  # not given: "-"
     csv_lines = to_csv(rows).splitlines()
-    assert csv_lines[0] == "benchmark,dataset,metric,ours,ours_legacy,paper,delta"
-    assert csv_lines[1].startswith("A-150,maftp_ade150_val,mIoU,37.0,36.0,36.1,")
+    assert csv_lines[0] == "benchmark,dataset,vocabulary,metric,ours,ours_legacy,paper,delta"
+    assert csv_lines[1].startswith("A-150,maftp_ade150_val,reference,mIoU,37.0,36.0,36.1,")

@@ -44,8 +44,8 @@ def test_evaluates_each_dataset_and_skips_missing_ones(tmp_path, monkeypatch, ca
     assert "mIoU_legacy" in saved["maftp_synthetic_sem_seg_val"]["sem_seg"]
     assert "PQ" in saved["maftp_synthetic_panoptic_val"]["panoptic_seg"]
     table = (output / "results.md").read_text()
-    assert "| maftp_synthetic_panoptic_val | PQ |" in table
-    assert (output / "results.csv").read_text().startswith("benchmark,dataset,metric")
+    assert "| maftp_synthetic_panoptic_val | reference | PQ |" in table
+    assert (output / "results.csv").read_text().startswith("benchmark,dataset,vocabulary,metric")
 
 
 def test_a_vocabulary_file_replaces_the_class_names(tmp_path, monkeypatch):
@@ -62,6 +62,7 @@ def test_a_vocabulary_file_replaces_the_class_names(tmp_path, monkeypatch):
         *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
         *("--datasets", "maftp_synthetic_sem_seg_val", "--output-dir", str(tmp_path / "out")),
     ]
+    out = tmp_path / "out"
     seen = []
     original = tool.evaluate_datasets
 
@@ -70,10 +71,21 @@ def test_a_vocabulary_file_replaces_the_class_names(tmp_path, monkeypatch):
         return original(cfg, model, datasets, **kwargs)
 
     monkeypatch.setattr(tool, "evaluate_datasets", spy)
-    tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={good}"])
+    with pytest.raises(ValueError, match=r"class 1 \('disc'\) shares no name .*--rename-classes"):
+        tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={good}"])
+    tool.main(
+        [*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={good}", "--rename-classes"]
+    )
     assert seen[0] == ("disc", "box", "wedge", "star shape", "lawn", "lake", "beach")
+    assert f"| maftp_synthetic_sem_seg_val | {good} | mIoU |" in (out / "results.md").read_text()
     with pytest.raises(ValueError, match=r"bad.txt lists 2 classes but dataset .* has 7"):
         tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={bad}"])
+    swapped = tmp_path / "swapped.txt"
+    swapped.write_text(
+        "".join(f"{i}:{n}\n" for i, n in enumerate([names[1], names[0], *names[2:]], 1))
+    )
+    with pytest.raises(ValueError, match=r"swapped.txt: class 1 \('box'\) shares no name"):
+        tool.main([*base, "--vocabulary-file", f"maftp_synthetic_sem_seg_val={swapped}"])
 
 
 def test_unreadable_images_are_skipped_printed_and_listed(tmp_path, monkeypatch, capsys):

@@ -23,7 +23,10 @@ def register_panoptic(
     semantic_dir: str | Path,
     categories: Sequence[dict],
     class_names: Sequence[str] | None = None,
+    plain_class_names: Sequence[str] | None = None,
+    class_ids: Sequence[int] | None = None,
     prepare_script: str,
+    semantic_script: str | None = None,
     ignore_label: int = 255,
     colors: Sequence[Sequence[int]] | None = None,
 ) -> None:
@@ -37,7 +40,10 @@ def register_panoptic(
         categories: the K json categories (``id``, ``name``, ``isthing``) in contiguous order.
         class_names: K comma-separated synonym strings to use as the vocabulary; default: the
             categories' names.
+        plain_class_names, class_ids: optional metadata ``plain_classes`` and ``class_ids``
+            (see ``register_sem_seg``).
         prepare_script: the script that makes these files, named in errors.
+        semantic_script: the script that makes ``semantic_dir``, if not ``prepare_script``.
     """
     image_dir, panoptic_dir = Path(image_dir), Path(panoptic_dir)
     panoptic_json, semantic_dir = Path(panoptic_json), Path(semantic_dir)
@@ -45,7 +51,8 @@ def register_panoptic(
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     forget(name)
-    require(name, [image_dir, panoptic_dir, panoptic_json, semantic_dir], prepare_script)
+    require(name, [image_dir, panoptic_dir, panoptic_json], prepare_script)
+    require(name, [semantic_dir], semantic_script or prepare_script)
     names = list(class_names) if class_names is not None else [c["name"] for c in categories]
     if len(names) != len(categories):
         raise ValueError(f"{name}: {len(names)} class names for {len(categories)} categories")
@@ -83,5 +90,7 @@ def register_panoptic(
         ignore_label=ignore_label,
         evaluator_type="coco_panoptic_seg",
         **({"stuff_colors": colors, "thing_colors": colors} if colors else {}),
+        **({"plain_classes": list(plain_class_names)} if plain_class_names is not None else {}),
+        **({"class_ids": list(class_ids)} if class_ids is not None else {}),
         **id_maps,
     )

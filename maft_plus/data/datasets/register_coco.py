@@ -12,8 +12,8 @@ from pathlib import Path
 
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
-from ..prepare import PNG_IGNORE
-from ..vocabulary import read_builtin_vocabulary
+from ..class_lists import builtin_class_list
+from ..label_formats import PNG_IGNORE
 from .panoptic import register_panoptic
 from .semantic import register_sem_seg
 
@@ -67,17 +67,9 @@ def panoptic_semseg_dir(split: str) -> Path:
 def coco_stuff_class_ids() -> list[int]:
     """The 171 COCO-Stuff ids in use, in contiguous-id order: the 80 things, then 92..182.
 
-    This is the class order of the shipped ``coco_stuff_171`` vocabulary.
+    They are the ids of the shipped ``coco_stuff_171`` class lists.
     """
-    thing_ids = [c["id"] for c in sorted(COCO_CATEGORIES, key=lambda c: c["id"]) if c["isthing"]]
-    ids = thing_ids + list(COCO_STUFF_STUFF_IDS)
-    num_names = len(read_builtin_vocabulary("coco_stuff_171"))
-    if len(ids) != num_names:
-        raise RuntimeError(
-            f"{len(ids)} COCO-Stuff class ids but the coco_stuff_171 vocabulary has {num_names} "
-            "classes; the vocabulary file and detectron2's COCO_CATEGORIES disagree"
-        )
-    return ids
+    return list(builtin_class_list("coco_stuff_171").ids)
 
 
 def coco_panoptic_categories() -> list[dict]:
@@ -95,24 +87,27 @@ def register_coco(root: str | Path) -> list[str]:
         dicts plus ``sem_seg_file_name``, 133 classes).
     """
     root = Path(root)
-    stuff_names = read_builtin_vocabulary("coco_stuff_171")
-    num_things = len(coco_stuff_class_ids()) - len(COCO_STUFF_STUFF_IDS)
-    is_thing = [k < num_things for k in range(len(stuff_names))]
+    stuff, stuff_plain = (builtin_class_list("coco_stuff_171", s) for s in ("reference", "plain"))
+    num_things = len(stuff) - len(COCO_STUFF_STUFF_IDS)
+    is_thing = [k < num_things for k in range(len(stuff))]
     for name, split in zip(COCO_STUFF_DATASETS, SPLITS.values(), strict=True):
         register_sem_seg(
             name,
             image_dir=root / images_dir(split),
             label_dir=root / stuff_labels_dir(split),
-            class_names=stuff_names,
+            class_names=stuff.names,
+            plain_class_names=stuff_plain.names,
+            class_ids=stuff.ids,
             prepare_script=COCO_STUFF_SCRIPT,
             image_ext="jpg",
             label_ext="png",
             ignore_label=PNG_IGNORE,
             is_thing=is_thing,
+            labelled_images_only=split == SPLITS["train"],  # see prepare_coco_stuff.py
         )
 
     categories = coco_panoptic_categories()
-    panoptic_names = read_builtin_vocabulary("coco_panoptic_133")
+    panoptic = builtin_class_list("coco_panoptic_133")
     for name, split in zip(COCO_PANOPTIC_DATASETS, SPLITS.values(), strict=True):
         register_panoptic(
             name,
@@ -121,7 +116,9 @@ def register_coco(root: str | Path) -> list[str]:
             panoptic_json=root / panoptic_json(split),
             semantic_dir=root / panoptic_semseg_dir(split),
             categories=categories,
-            class_names=panoptic_names,
+            class_names=panoptic.names,
+            plain_class_names=builtin_class_list("coco_panoptic_133", "plain").names,
+            class_ids=panoptic.ids,
             prepare_script=COCO_PANOPTIC_SCRIPT,
             ignore_label=PNG_IGNORE,
             colors=[c["color"] for c in categories],

@@ -19,8 +19,9 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from ..class_lists import read_class_list
 from ..synthetic import IGNORE_LABEL, SPLITS, VOCABULARY_FILE, SplitPaths
-from ..vocabulary import Vocabulary, read_vocabulary_file
+from ..vocabulary import Vocabulary
 from .panoptic import register_panoptic
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def register_synthetic(root: str | Path, prefix: str = DEFAULT_PREFIX) -> list[s
     _require(root, "the synthetic dataset root")
     vocabulary_file = root / VOCABULARY_FILE
     _require(vocabulary_file, "the vocabulary file")
-    class_names = read_vocabulary_file(vocabulary_file)
+    class_list = read_class_list(vocabulary_file)
+    class_names = list(class_list.names)
     split_paths = {split: SplitPaths.under(root, split) for split in SPLITS}
     for paths in split_paths.values():
         for path, what in (
@@ -84,6 +86,7 @@ def register_synthetic(root: str | Path, prefix: str = DEFAULT_PREFIX) -> list[s
             sem_seg_root=str(paths.sem_seg),
             ignore_label=IGNORE_LABEL,
             evaluator_type="sem_seg",
+            class_ids=list(class_list.ids),
         )
         names.append(sem_seg_name)
 
@@ -97,6 +100,7 @@ def register_synthetic(root: str | Path, prefix: str = DEFAULT_PREFIX) -> list[s
             semantic_dir=paths.panoptic_semseg,
             categories=categories,
             class_names=classes,
+            class_ids=class_list.ids,
             prepare_script="datasets/prepare_synthetic.py",
             ignore_label=IGNORE_LABEL,
             colors=colours,

@@ -1,18 +1,18 @@
 """What each registered dataset needs on disk, so that a missing folder gets a clear error.
 
 Registration functions record, per dataset name, the paths it reads and the script that makes
-them; :func:`check_dataset_files` verifies them before any data loader is built.
+each; :func:`check_dataset_files` verifies them before any data loader is built.
 """
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-_REQUIREMENTS: dict[str, tuple[tuple[Path, ...], str]] = {}
+_REQUIREMENTS: dict[str, list[tuple[Path, str]]] = {}
 
 
 def require(name: str, paths: Sequence[str | Path], prepare_script: str) -> None:
-    """Record that dataset ``name`` reads ``paths``, made by ``prepare_script``."""
-    _REQUIREMENTS[name] = (tuple(Path(p) for p in paths), prepare_script)
+    """Record that dataset ``name`` also reads ``paths``, made by ``prepare_script``."""
+    _REQUIREMENTS.setdefault(name, []).extend((Path(p), prepare_script) for p in paths)
 
 
 def forget(name: str) -> None:
@@ -23,8 +23,7 @@ def missing_files_message(name: str) -> str | None:
     """None if every path of ``name`` exists, else a message naming the first missing one."""
     if name not in _REQUIREMENTS:
         return None
-    paths, script = _REQUIREMENTS[name]
-    for path in paths:
+    for path, script in _REQUIREMENTS[name]:
         if not path.exists():
             return (
                 f"dataset {name!r} expects {path}, which does not exist; prepare it with: "
