@@ -202,10 +202,12 @@ def test_voc_rgb_label_is_refused(fresh_root, fake_pascal):
         fake_pascal.prepare_voc(fresh_root)
 
 
-@pytest.mark.parametrize("script", ["context_script", "voc_script"])
-def test_wrong_count_is_refused(fresh_root, fake_pascal, script):
-    with pytest.raises(RuntimeError, match="expected"):
-        getattr(fake_pascal, script).main(["--root", str(fresh_root)])  # real: 5105 / 1449
+@pytest.mark.parametrize(("script", "real"), [("context_script", 5105), ("voc_script", 1449)])
+def test_wrong_count_is_refused(fresh_root, fake_pascal, script, real):
+    with pytest.raises(
+        RuntimeError, match=f"lists {len(fake_pascal.VAL_IDS)} ids, expected {real}"
+    ):
+        getattr(fake_pascal, script).main(["--root", str(fresh_root)])
 
 
 def test_unprepared_datasets_register_and_fail_clearly(tmp_path):
