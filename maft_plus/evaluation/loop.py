@@ -81,9 +81,11 @@ def set_dataset_vocabulary(
     names = [", ".join(synonyms) for synonyms in vocabulary.class_synonyms]
     if vocabulary_file is not None:
         replacement = read_class_list(vocabulary_file)
-        namings = [metadata.stuff_classes] + (
-            [metadata.plain_classes] if hasattr(metadata, "plain_classes") else []
-        )
+        other_namings = ("stuff_classes", "plain_classes")  # reference and plain, where known
+        namings = [
+            names,
+            *(getattr(metadata, key) for key in other_namings if hasattr(metadata, key)),
+        ]
         check_replacement(
             replacement,
             ids=getattr(metadata, "class_ids", None),
