@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from maft_plus.predictor import Prediction, Segment
+    from maft_plus.prediction import Prediction, Segment
 
 # Hue step of the colour walk: the golden ratio spreads any number of hues evenly around the circle.
 _GOLDEN_RATIO = 0.6180339887498949

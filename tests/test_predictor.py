@@ -81,14 +81,19 @@ def test_instance(predictor):
     assert np.array_equal(covered, prediction.label_map >= 0)
 
 
-def test_task_flags_are_restored_and_unknown_tasks_refused(predictor):
-    flags = (predictor.model.semantic_on, predictor.model.panoptic_on, predictor.model.instance_on)
+def test_the_task_is_an_argument_and_unknown_tasks_are_refused(predictor, monkeypatch):
+    configured = predictor.model.tasks
+    seen = []
+    forward = type(predictor.model).forward
+    monkeypatch.setattr(
+        type(predictor.model),
+        "forward",
+        lambda model, inputs, tasks=None: seen.append(tasks) or forward(model, inputs, tasks),
+    )
     predictor.predict(random_image(8, 8), VOCABULARY, task="instance")
-    assert (
-        predictor.model.semantic_on,
-        predictor.model.panoptic_on,
-        predictor.model.instance_on,
-    ) == flags
+    assert seen == [TASKS["instance"]] and TASKS["instance"].instance
+    assert not (TASKS["instance"].semantic or TASKS["instance"].panoptic)
+    assert predictor.model.tasks == configured  # nothing set on the shared model
     with pytest.raises(ValueError, match="semantic, panoptic, instance"):
         predictor.predict(random_image(8, 8), VOCABULARY, task="depth")
 

@@ -67,7 +67,7 @@ def test_paper_recipe():
 def test_panoptic_recipe():
     cfg, model = build("panoptic/maftp_l_pano_train.yaml")
     assert model.cdt.layers[0].residual == "branch_norm"
-    assert model.objective.ma_best_instance and model.panoptic_on
+    assert model.objective.ma_best_instance and model.tasks.panoptic
     assert cfg.DATASETS.TRAIN == ("maftp_coco_panoptic_train",)
 
 

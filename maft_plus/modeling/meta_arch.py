@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
@@ -22,20 +21,13 @@ from .cdt import ContentDependentTransfer, dense_to_tokens
 from .head import PROPOSAL_INPUTS, MAFTPlusHead
 from .mask_pooling import mask_pool
 from .objective import MAFTPlusObjective
-from .postprocess import (
-    classification_probs,
-    instance_inference,
-    panoptic_inference,
-    semantic_inference,
-    semantic_labels,
-)
+from .postprocess import InferenceOptions, Tasks, classification_probs, image_results
 from .text_classifier import TextEmbedder
 from .text_mlp_adapter import TextMLPAdapter
 from .transformer_decoder import synonym_logits_to_class_logits
 
 logger = logging.getLogger(__name__)
 
-SEMANTIC_OUTPUTS = ("labels", "scores")  # see MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT
 AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TEACHER_PREFIX = "teacher."  # never saved: rebuilt from the pretrained tag when training
 
@@ -58,14 +50,8 @@ class MAFTPlus(nn.Module):
         size_divisibility: int,
         channels_last: bool,
         autocast: str,
-        semantic_on: bool,
-        semantic_output: str,
-        panoptic_on: bool,
-        instance_on: bool,
-        object_mask_threshold: float,
-        overlap_threshold: float,
-        instance_top_k: int,
-        semantic_chunk_size: int,
+        tasks: Tasks,
+        inference_options: InferenceOptions,
         objective: MAFTPlusObjective | None = None,
         teacher: FrozenCLIPTeacher | None = None,
     ) -> None:
@@ -75,6 +61,7 @@ class MAFTPlus(nn.Module):
                 ablation); or None to classify with the plain text embeddings.
             objective: the training losses; None builds an inference-only model.
             teacher: the frozen pretrained CLIP-V for L_rc (training only; never saved).
+            tasks: the outputs of a call that does not name its own (``forward``'s ``tasks``).
             Others: see ``maft_plus/config.py``.
         """
         super().__init__()
@@ -84,15 +71,6 @@ class MAFTPlus(nn.Module):
             raise ValueError(
                 f"MODEL.MAFT_PLUS.TEST.AUTOCAST must be one of {list(AUTOCAST_DTYPES)}, "
                 f"got {autocast!r}"
-            )
-        if semantic_output not in SEMANTIC_OUTPUTS:
-            raise ValueError(
-                f"MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT must be one of {SEMANTIC_OUTPUTS}, "
-                f"got {semantic_output!r}"
-            )
-        if not (semantic_on or panoptic_on or instance_on):
-            raise ValueError(
-                "enable at least one of MODEL.MAFT_PLUS.TEST.{SEMANTIC,PANOPTIC,INSTANCE}_ON"
             )
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
@@ -114,14 +92,8 @@ class MAFTPlus(nn.Module):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.autocast_dtype = AUTOCAST_DTYPES[autocast]
-        self.semantic_on = semantic_on
-        self.semantic_output = semantic_output
-        self.panoptic_on = panoptic_on
-        self.instance_on = instance_on
-        self.object_mask_threshold = object_mask_threshold
-        self.overlap_threshold = overlap_threshold
-        self.instance_top_k = instance_top_k
-        self.semantic_chunk_size = semantic_chunk_size
+        self.tasks = tasks
+        self.inference_options = inference_options
         self.vocabulary: Vocabulary | None = None
         self.objective = objective
         self.teacher = teacher
@@ -167,14 +139,18 @@ class MAFTPlus(nn.Module):
             "size_divisibility": m.SIZE_DIVISIBILITY,
             "channels_last": m.CHANNELS_LAST,
             "autocast": m.TEST.AUTOCAST,
-            "semantic_on": m.TEST.SEMANTIC_ON,
-            "semantic_output": m.TEST.SEMANTIC_OUTPUT,
-            "panoptic_on": m.TEST.PANOPTIC_ON,
-            "instance_on": m.TEST.INSTANCE_ON,
-            "object_mask_threshold": m.TEST.OBJECT_MASK_THRESHOLD,
-            "overlap_threshold": m.TEST.OVERLAP_THRESHOLD,
-            "instance_top_k": m.TEST.INSTANCE_TOP_K,
-            "semantic_chunk_size": m.TEST.SEMANTIC_CHUNK_SIZE,
+            "tasks": Tasks(
+                semantic=m.TEST.SEMANTIC_ON,
+                panoptic=m.TEST.PANOPTIC_ON,
+                instance=m.TEST.INSTANCE_ON,
+            ),
+            "inference_options": InferenceOptions(
+                semantic_output=m.TEST.SEMANTIC_OUTPUT,
+                object_mask_threshold=m.TEST.OBJECT_MASK_THRESHOLD,
+                overlap_threshold=m.TEST.OVERLAP_THRESHOLD,
+                instance_top_k=m.TEST.INSTANCE_TOP_K,
+                semantic_chunk_size=m.TEST.SEMANTIC_CHUNK_SIZE,
+            ),
         }
 
     @property
@@ -220,15 +196,16 @@ class MAFTPlus(nn.Module):
             images.append((image - self.pixel_mean) / self.pixel_std)
         return ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
 
-    def forward(self, batched_inputs: list[dict]) -> list[dict]:
+    def forward(self, batched_inputs: list[dict], tasks: Tasks | None = None) -> list[dict]:
         """Segment a batch with the current vocabulary (detectron2's input and output formats).
 
         Args:
             batched_inputs: dicts with ``image`` (3, H, W) RGB in 0-255 and optionally the output
                 ``height`` and ``width`` (default: the image's own size).
+            tasks: the outputs to compute; None: the configured ones (``self.tasks``).
 
         Returns:
-            One dict per image with, as enabled: ``sem_seg_labels`` (height, width) int64 class
+            One dict per image with, as asked: ``sem_seg_labels`` (height, width) int64 class
             ids and ``sem_seg_confidence`` (height, width) their scores, or ``sem_seg`` (K,
             height, width) class scores (``TEST.SEMANTIC_OUTPUT`` "labels" or "scores");
             ``panoptic_seg`` (id map (height, width), segments_info); ``instances``.
@@ -244,7 +221,7 @@ class MAFTPlus(nn.Module):
             key: outputs[key].float()  # post-processing in float32 whatever the autocast
             for key in ("in_vocab_logits", "out_vocab_logits", "pred_masks")
         }
-        return self.postprocess(outputs, images, batched_inputs)
+        return self.postprocess(outputs, images, batched_inputs, tasks or self.tasks)
 
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         """Training losses for a batch whose dicts also hold ``instances`` (gt_classes, gt_masks).
@@ -330,72 +307,31 @@ class MAFTPlus(nn.Module):
         }
 
     def postprocess(
-        self, outputs: dict, images: ImageList, batched_inputs: list[dict]
+        self, outputs: dict, images: ImageList, batched_inputs: list[dict], tasks: Tasks
     ) -> list[dict]:
-        """Per-image semantic / panoptic / instance results at each image's output size."""
+        """Per-image results of ``tasks`` at each image's output size (``image_results``)."""
         probs = classification_probs(outputs["in_vocab_logits"], outputs["out_vocab_logits"])
         padded_size = tuple(images.tensor.shape[-2:])
-        is_thing = self.vocabulary.is_thing
         results = []
         for i, (class_probs, mask_logits) in enumerate(
             zip(probs, outputs["pred_masks"], strict=True)
         ):
-            image_size = images.image_sizes[i]
+            image_size = tuple(images.image_sizes[i])
             height = batched_inputs[i].get("height", image_size[0])
             width = batched_inputs[i].get("width", image_size[1])
-            result = {}
-            if self.semantic_on and not (self.panoptic_on or self.instance_on):
-                result.update(
-                    self.semantic_result(
-                        class_probs, mask_logits, padded_size, tuple(image_size), (height, width)
-                    )
+            results.append(
+                image_results(
+                    class_probs,
+                    mask_logits,
+                    padded_size=padded_size,
+                    image_size=image_size,
+                    output_size=(height, width),
+                    is_thing=self.vocabulary.is_thing,
+                    tasks=tasks,
+                    options=self.inference_options,
                 )
-            if self.panoptic_on or self.instance_on:
-                full_masks = F.interpolate(
-                    mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
-                )[0]  # (Q, H, W)
-                full_masks = sem_seg_postprocess(full_masks, image_size, height, width)
-                if self.semantic_on:  # as released: from the masks resized to the output size
-                    output_size = (height, width)
-                    result.update(
-                        self.semantic_result(
-                            class_probs, full_masks, output_size, output_size, output_size
-                        )
-                    )
-                if self.panoptic_on:
-                    result["panoptic_seg"] = panoptic_inference(
-                        class_probs,
-                        full_masks,
-                        is_thing,
-                        object_mask_threshold=self.object_mask_threshold,
-                        overlap_threshold=self.overlap_threshold,
-                    )
-                if self.instance_on:
-                    result["instances"] = instance_inference(
-                        class_probs, full_masks, is_thing, top_k=self.instance_top_k
-                    )
-            results.append(result)
+            )
         return results
-
-    def semantic_result(
-        self,
-        class_probs: torch.Tensor,
-        mask_logits: torch.Tensor,
-        padded_size: tuple[int, int],
-        image_size: tuple[int, int],
-        output_size: tuple[int, int],
-    ) -> dict:
-        """One image's semantic output in the configured form (see ``semantic_inference``)."""
-        sizes = {"padded_size": padded_size, "image_size": image_size, "output_size": output_size}
-        if self.semantic_output == "scores":
-            scores = semantic_inference(
-                class_probs, mask_logits, **sizes, chunk_size=self.semantic_chunk_size
-            )  # (K, H, W)
-            return {"sem_seg": scores}
-        labels, confidence = semantic_labels(
-            class_probs, mask_logits, **sizes, chunk_size=self.semantic_chunk_size
-        )  # (H, W) each
-        return {"sem_seg_labels": labels, "sem_seg_confidence": confidence}
 
 
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:

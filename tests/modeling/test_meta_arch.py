@@ -1,5 +1,7 @@
 """MAFTPlus end to end on a tiny model: output formats, vocabulary behaviour, caching, bad input."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from detectron2.structures import Instances
@@ -17,7 +19,9 @@ def test_semantic_output_is_k_by_output_size(tiny_model_factory, tiny_inputs):
 def test_default_semantic_output_is_the_argmax_and_max_of_the_scores(tiny_model, tiny_inputs):
     with torch.no_grad():
         results = tiny_model(tiny_inputs)
-        tiny_model.semantic_output = "scores"
+        tiny_model.inference_options = replace(
+            tiny_model.inference_options, semantic_output="scores"
+        )
         dense = tiny_model(tiny_inputs)
     for result, scores, size in zip(results, dense, [(64, 80), (96, 128)], strict=True):
         assert set(result) == {"sem_seg_labels", "sem_seg_confidence"}
@@ -86,7 +90,7 @@ def test_panoptic_and_instance_outputs(tiny_model_factory):
 
 
 def test_permuting_the_vocabulary_permutes_semantic_channels(tiny_model, tiny_inputs, vocabulary):
-    tiny_model.semantic_output = "scores"
+    tiny_model.inference_options = replace(tiny_model.inference_options, semantic_output="scores")
     with torch.no_grad():
         before = tiny_model(tiny_inputs)[0]["sem_seg"]
         order = [2, 0, 3, 1]
@@ -96,7 +100,7 @@ def test_permuting_the_vocabulary_permutes_semantic_channels(tiny_model, tiny_in
 
 
 def test_adding_a_synonym_only_raises_that_class(tiny_model, tiny_inputs):
-    tiny_model.semantic_output = "scores"
+    tiny_model.inference_options = replace(tiny_model.inference_options, semantic_output="scores")
     images = tiny_model.preprocess(tiny_inputs[:1]).tensor
     with torch.no_grad():
         before = tiny_model.predict(images)

@@ -7,15 +7,16 @@ import torch
 import torch.nn.functional as F
 from detectron2.structures import BitMasks
 
-from maft_plus.modeling import postprocess
 from maft_plus.modeling.postprocess import (
-    _mask_bounding_boxes,
     classification_probs,
     instance_inference,
+    labelling,
     panoptic_inference,
     semantic_inference,
     semantic_labels,
 )
+from maft_plus.modeling.postprocess import semantic as semantic_rule
+from maft_plus.modeling.postprocess.instance import _mask_bounding_boxes
 
 LN3 = math.log(3.0)  # sigmoid(LN3) = 0.75
 LN9 = math.log(9.0)  # sigmoid(LN9) = 0.9
@@ -160,18 +161,20 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
     sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(50, 60))
     expected = semantic_inference(class_probs, mask_logits, **sizes)
     expected_labels = semantic_labels(class_probs, mask_logits, **sizes)[0]
-    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", 3 * 50 * 60)
+    monkeypatch.setattr(semantic_rule, "MAX_CHUNK_ELEMENTS", 3 * 50 * 60)
     seen = []
-    real_chunk_scores = postprocess._chunk_scores
+    real_chunk_scores = semantic_rule._chunk_scores
 
     def spy(probs_t, masks, output_size, out):
         seen.append(probs_t.shape[0])
         return real_chunk_scores(probs_t, masks, output_size, out)
 
-    monkeypatch.setattr(postprocess, "_chunk_scores", spy)
+    monkeypatch.setattr(semantic_rule, "_chunk_scores", spy)
     torch.testing.assert_close(semantic_inference(class_probs, mask_logits, **sizes), expected)
     assert seen == [3, 3, 2]
-    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", 10)  # less than one class: one at a time
+    monkeypatch.setattr(
+        semantic_rule, "MAX_CHUNK_ELEMENTS", 10
+    )  # less than one class: one at a time
     assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
 
 
@@ -189,14 +192,14 @@ def _peaked_inputs(seed: int, num_queries: int, num_classes: int, mask_size: tup
 def _spy_on_candidates(monkeypatch) -> list:
     """Record what `_candidate_classes` returns (None: every class)."""
     found = []
-    real = postprocess._candidate_classes
+    real = labelling._candidate_classes
 
     def spy(probs_t, masks, *, resized):
         classes = real(probs_t, masks, resized=resized)
         found.append(probs_t.shape[0] if classes is None else len(classes))
         return classes
 
-    monkeypatch.setattr(postprocess, "_candidate_classes", spy)
+    monkeypatch.setattr(labelling, "_candidate_classes", spy)
     return found
 
 
@@ -210,8 +213,8 @@ def test_semantic_labels_score_only_the_classes_that_can_win(
     num_classes = 60
     class_probs, mask_logits = _peaked_inputs(seed, 12, num_classes, (6, 8))
     best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
-    monkeypatch.setattr(postprocess, "PRUNE_TILE", 4)
-    monkeypatch.setattr(postprocess, "BAND_ELEMENTS", 12 * 5 * sizes["output_size"][1])
+    monkeypatch.setattr(labelling, "PRUNE_TILE", 4)
+    monkeypatch.setattr(labelling, "BAND_ELEMENTS", 12 * 5 * sizes["output_size"][1])
     candidates = _spy_on_candidates(monkeypatch)
     labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
     assert torch.equal(labels, expected)
@@ -222,17 +225,17 @@ def test_semantic_labels_score_only_the_classes_that_can_win(
 @pytest.mark.parametrize("resized", [False, True])
 def test_candidate_classes_keep_every_winner(monkeypatch, resized) -> None:
     """Brute force over many predictions: every class that wins a pixel is a candidate."""
-    monkeypatch.setattr(postprocess, "PRUNE_TILE", 2)
+    monkeypatch.setattr(labelling, "PRUNE_TILE", 2)
     pruned = 0
     for seed in range(20):
         class_probs, mask_logits = _peaked_inputs(seed, 10, 40, (18, 22))
-        probs_t = postprocess._class_weights(class_probs, torch.float32)  # (K, Q)
+        probs_t = semantic_rule.class_weights(class_probs, torch.float32)  # (K, Q)
         masks = mask_logits.sigmoid()  # (Q, h, w)
         scores = torch.einsum("kq,qhw->khw", probs_t, masks)  # (K, h, w)
         if resized:
             scores = F.interpolate(scores[None], size=(41, 37), mode="bilinear")[0]
         winners = set(scores.argmax(dim=0).flatten().tolist())
-        classes = postprocess._candidate_classes(probs_t, masks, resized=resized)
+        classes = labelling._candidate_classes(probs_t, masks, resized=resized)
         kept = set(range(40)) if classes is None else set(classes.tolist())
         assert winners <= kept, seed
         pruned += classes is not None
@@ -244,34 +247,34 @@ def test_candidate_classes_hand_computed() -> None:
     masks = torch.tensor([[[0.9, 0.8]], [[0.1, 0.3]]])  # (Q=2, 1, 2)
     probs_t = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.5, 0.5]])  # (K=3, Q=2); 1 ties with 0
     # class 2: at most 0.5 * 0.9 + 0.5 * 0.3 = 0.6 < 0.8, pruned; the tied class 1 is kept
-    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    assert labelling._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
     probs_t[2] = torch.tensor([0.85, 0.0])  # at most 0.765 < 0.8: pruned
-    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    assert labelling._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
     probs_t[2] = torch.tensor([0.95, 0.0])  # at most 0.855 > 0.8: the bounds cannot exclude it
-    assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+    assert labelling._candidate_classes(probs_t, masks, resized=False) is None
     probs_t[2] = torch.tensor([0.5, 0.5])  # pruned again, as above
-    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
+    assert labelling._candidate_classes(probs_t, masks, resized=False).tolist() == [0, 1]
     masks[0, 0, 0] = float("nan")  # bounds that compare to nothing: no class is pruned
-    assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+    assert labelling._candidate_classes(probs_t, masks, resized=False) is None
 
 
 def test_candidate_classes_widen_the_margin_for_reduced_precision_products() -> None:
     """Under TF32 or bfloat16 float32 products, a class 1e-4 below the best is not pruned."""
     masks = torch.full((2, 1, 1), 0.5)  # (Q=2, 1, 1)
     probs_t = torch.tensor([[1.0, 0.0], [0.9999, 0.0]])  # scores 0.5 and 0.49995
-    assert postprocess._candidate_classes(probs_t, masks, resized=False).tolist() == [0]
+    assert labelling._candidate_classes(probs_t, masks, resized=False).tolist() == [0]
     original = torch.get_float32_matmul_precision()
     try:
         for precision in ("high", "medium"):
             torch.set_float32_matmul_precision(precision)
-            assert postprocess._candidate_classes(probs_t, masks, resized=False) is None
+            assert labelling._candidate_classes(probs_t, masks, resized=False) is None
     finally:
         torch.set_float32_matmul_precision(original)
 
 
 def test_tile_bounds_are_the_minima_and_maxima_of_each_square() -> None:
     masks = torch.rand(3, 7, 10)
-    low, high = postprocess._tile_bounds(masks, 4)
+    low, high = labelling._tile_bounds(masks, 4)
     assert low.shape == high.shape == (3, 2, 3)  # ragged last row and column of squares
     for i, top in enumerate(range(0, 7, 4)):
         for j, left in enumerate(range(0, 10, 4)):
@@ -289,8 +292,8 @@ def test_semantic_labels_over_pixel_tiles_match_the_scores(
     mask_logits = torch.randn(4, 5, 6)
     sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(18, 23))  # no resize
     best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
-    monkeypatch.setattr(postprocess, "MAX_CHUNK_ELEMENTS", max_elements)
-    monkeypatch.setattr(postprocess, "BAND_ELEMENTS", band_elements)
+    monkeypatch.setattr(labelling, "MAX_CHUNK_ELEMENTS", max_elements)
+    monkeypatch.setattr(labelling, "BAND_ELEMENTS", band_elements)
     labels, confidence = semantic_labels(class_probs, mask_logits, **sizes)
     assert torch.equal(labels, expected)
     torch.testing.assert_close(confidence, best)
@@ -306,7 +309,7 @@ def test_mask_rows_are_the_full_upsampling_cut_into_bands(mask_size, padded_size
     image_size = (padded_size[0] - 2, padded_size[1] - 1)
     expected = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear")[0].sigmoid()
     expected = expected[:, : image_size[0], : image_size[1]]
-    rows = postprocess._mask_rows(mask_logits, padded_size, image_size)
+    rows = labelling._mask_rows(mask_logits, padded_size, image_size)
     tops = range(0, image_size[0], band_rows)
     bands = [rows(top, min(top + band_rows, image_size[0])) for top in tops]
     got = torch.cat(bands, dim=1)
