@@ -1,8 +1,8 @@
 """Loading the released MAFT+ checkpoints (and our own) into MAFTPlus, strictly and safely.
 
-The released files are flat state dicts, possibly wrapped as ``{"model": ...}`` and possibly with a
-``module.`` prefix (SPEC section 10). Every key either loads into a parameter of ours (renamed by
-``OFFICIAL_TO_OURS`` where our names differ), or is dropped for a documented reason
+The released files are flat state dicts, possibly wrapped as ``{"model": ...}`` and possibly with
+a ``module.`` prefix (design.md section 10). Every key either loads into a parameter of ours
+(renamed by ``OFFICIAL_TO_OURS`` where our names differ), or is dropped for a documented reason
 (``IGNORED_PREFIXES``); every parameter of ours is set, except the text tower, which a released
 file may omit and which then keeps the open_clip pretrained weights (``OPTIONAL_PREFIXES``).
 Anything else is an error that names the keys. Files are read as tensors only (no pickled code).
@@ -19,7 +19,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys
 from torch import nn
 
-from .data.prepare import write_atomically
+from .files import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """add_maft_plus_config(cfg): every MAFT+ config key, typed and commented.
 
 Paper symbols refer to Jiao et al., ECCV 2024. Defaults reproduce the released Large semantic
-checkpoint (``../shared/docs/SPEC.md``); the paper's variants are named values of these keys.
+checkpoint (``docs/design.md``); the paper's variants are named values of these keys.
 """
 
 import os
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-# CLIP's image normalization (RGB, 0-255), SPEC section 1.
+# CLIP's image normalization (RGB, 0-255), design.md section 1.
 CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
 CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
 
@@ -85,7 +85,7 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.LSJ.MIN_SCALE = 0.1  # smallest resize factor of the jitter
     m.LSJ.MAX_SCALE = 2.0  # largest resize factor of the jitter
 
-    # Training losses (SPEC section 7). The proposal generator's set loss on the in-vocabulary
+    # Training losses (design.md section 7). The proposal generator's set loss on the in-vocabulary
     # outputs: Hungarian matching on point-sampled costs, then weighted losses.
     m.LOSS = CN()
     m.LOSS.CLASS_WEIGHT = 2.0  # cross-entropy weight (and matching cost)

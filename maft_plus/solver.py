@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule of the MAFT+ recipe (SPEC section 7).
+"""Optimizer and learning-rate schedule of the MAFT+ recipe (design.md section 7).
 
 AdamW with CLIP-V's trainable stages at ``BACKBONE_MULTIPLIER`` times the base rate, no weight
 decay on normalization layers and embeddings, optional gradient-norm clipping over the whole

@@ -1,4 +1,4 @@
-"""Loading official MAFT+ key sets (from ../shared/contracts) and our own checkpoints."""
+"""Loading official MAFT+ key sets (tests/contracts/) and our own checkpoints."""
 
 import json
 from pathlib import Path

@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +19,10 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from ..files import write_atomically
+from .datasets.builtin import datasets_root
+from .datasets.register_coco import EXPECTED_IMAGES, SPLITS, images_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +45,6 @@ def argument_parser(
         expected_train_images: if given, also ``--expected-train-images`` with this default.
         workers: also ``--workers``, the number of processes (1: none).
     """
-    from .datasets import datasets_root  # not at the top: the registration modules import this one
-
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--root",
@@ -140,19 +141,6 @@ class Conversions:
         return f"{self.converted} converted, {self.skipped} already up to date"
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(file_name)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_label_map(labels: np.ndarray, path: str | Path) -> None:
     """Write a label map atomically: uint8 as png, uint16 as tif (by the path's suffix)."""
     path = Path(path)
@@ -232,8 +220,6 @@ def prepare_coco_splits(
     Returns:
         The line for the script to print when all is ready.
     """
-    from .datasets.register_coco import EXPECTED_IMAGES, SPLITS, images_dir  # see argument_parser
-
     parser = argument_parser(
         doc,
         expected_val_images=EXPECTED_IMAGES["val2017"],

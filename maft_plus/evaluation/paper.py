@@ -1,4 +1,4 @@
-"""The published MAFT+ numbers (paper Tables 1-2; ``../shared/docs/SPEC.md`` section 9).
+"""The published MAFT+ numbers (paper Tables 1-2).
 
 Keyed by the model (``maftp_l``, ``maftp_b``, ``maftp_l_pano``), then by our dataset name, then
 by metric. Semantic numbers are mIoU as the released evaluator computed it (the legacy

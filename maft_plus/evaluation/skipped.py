@@ -11,7 +11,7 @@ from pathlib import Path
 
 from detectron2.utils import comm
 
-from ..data.prepare import write_atomically
+from ..files import write_atomically
 
 logger = logging.getLogger(__name__)
 

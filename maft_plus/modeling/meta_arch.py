@@ -1,4 +1,4 @@
-"""MAFTPlus: the meta-architecture; it orchestrates, the parts compute (SPEC sections 1, 5, 6).
+"""MAFTPlus: the meta-architecture; it orchestrates, the parts compute (design.md sections 1, 5, 6).
 
 Shapes: B batch, Q queries, S synonyms, K classes, D CLIP joint dim, C channels of F3,
 H x W padded input, h x w F3's size.

@@ -1,4 +1,4 @@
-"""MAFTPlusObjective: every MAFT+ training loss and its weight (SPEC section 7).
+"""MAFTPlusObjective: every MAFT+ training loss and its weight (design.md section 7).
 
 Shapes: B batch, Q queries, K classes, C channels of F3, h x w F3's size.
 

@@ -16,7 +16,7 @@ from .text_embedding_cache import TextEmbeddingCache, disk_cache_enabled
 
 logger = logging.getLogger(__name__)
 
-# The ViLD prompt templates (SPEC section 3); `{}` is replaced by a synonym.
+# The ViLD prompt templates (design.md section 3); `{}` is replaced by a synonym.
 TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
     "This is a photo of a {}",

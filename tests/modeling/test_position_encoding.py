@@ -1,4 +1,4 @@
-"""Sine position encoding: exact values of SPEC section 11 on a hand-made grid."""
+"""Sine position encoding: exact values of design.md section 11 on a hand-made grid."""
 
 import math
 

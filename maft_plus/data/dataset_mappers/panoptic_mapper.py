@@ -1,6 +1,6 @@
 """Training mapper for panoptic segmentation with large-scale jitter: one target mask per segment.
 
-SPEC section 7 (paper's panoptic training on COCO-Panoptic): the Mask2Former large-scale jitter
+design.md section 7 (paper's panoptic training on COCO-Panoptic): the Mask2Former large-scale jitter
 recipe, i.e. resize to fit a randomly scaled square (scale 0.1 to 2.0 of the target side), crop or
 pad to the target side, horizontal flip. Thing instances stay separate masks, each stuff segment is
 one mask, crowd segments are dropped.

@@ -1,7 +1,7 @@
 """Training mapper for semantic segmentation: image + label png -> tensors and per-class masks.
 
-SPEC section 7: resize shortest edge (800, max 1333), horizontal flip, optional crop; one binary
-target mask per class present, the ignore label excluded.
+design.md section 7: resize shortest edge (800, max 1333), horizontal flip, optional crop; one
+binary target mask per class present, the ignore label excluded.
 
 Shapes: H, W the augmented image size; N classes present in the label.
 """

@@ -7,7 +7,7 @@ The whole open_clip model lives in ``self.clip_model`` so that its state-dict ke
 checkpoints' ``backbone.clip_model.*``. Trainable: the visual trunk's stem and four stages (or the
 stages chosen by ``trainable_stages``). Frozen:
 the trunk's pooling head and ``visual.head`` (the region head; gradients still flow through it into
-the trunk), the text tower and ``logit_scale`` (SPEC section 2).
+the trunk), the text tower and ``logit_scale`` (design.md section 2).
 """
 
 import hashlib

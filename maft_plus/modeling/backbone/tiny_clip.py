@@ -2,7 +2,7 @@
 
 Registers one timm trunk, ``maftp_tiny_convnext`` (a four-stage ConvNeXt with stage channels
 16/32/64/128, one block per stage), and two open_clip model configs built on it, mirroring the two
-released heads (``../shared/docs/SPEC.md`` section 2):
+released heads (``docs/design.md`` section 2):
 
 - ``maftp-tiny-convnext-mlp``: ``visual.head.mlp`` (fc1 128->64 with bias, GELU, fc2 64->32
   without bias), like ``convnext_large_d_320``;

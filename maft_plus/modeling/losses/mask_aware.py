@@ -113,7 +113,7 @@ def mask_aware_loss(
     best_instance: bool = False,
     pixel_chunk: int = 65536,
 ) -> torch.Tensor:
-    """Mask-aware loss L_ma (SPEC section 7): SmoothL1 between class scores and normalized IoUs.
+    """Mask-aware loss L_ma (design.md section 7): SmoothL1 of class scores against soft IoUs.
 
     Args:
         out_vocab_logits: (B, Q, K+1) out-of-vocabulary class logits; the last (void) column is

@@ -1,7 +1,7 @@
 """Representation compensation loss L_rc: pooled descriptors of the fine-tuned CLIP-V map follow
 those of a frozen teacher copy.
 
-Two variants (SPEC sections 7 and 9): ``"released"`` (the released code, the default) and
+Two variants (design.md sections 7 and 9): ``"released"`` (the released code, the default) and
 ``"paper"``.
 
 Shapes: B batch, C channels, h x w the feature map, h' x w' a pooled grid, L descriptor length.

@@ -8,7 +8,7 @@ each cross-attention restricted to the foreground of the previous mask predictio
 (masks and class logits) is made before the first layer and after every layer; the last is the
 main output and the others feed the auxiliary losses. Classes are scored against CLIP text
 embeddings (with a void row), taking the max over each class's synonyms. See
-``../shared/docs/SPEC.md`` sections 4 and 11.
+``docs/design.md`` sections 4 and 11.
 """
 
 import math
