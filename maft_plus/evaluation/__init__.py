@@ -5,9 +5,9 @@ Panoptic quality (PQ/SQ/RQ for all, things and stuff) is detectron2's ``COCOPano
 scored on the images that were evaluated.
 """
 
+from .loop import NothingEvaluatedError
 from .panoptic_evaluation import PanopticSubsetEvaluator
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator, segmentation_metrics
-from .skipped import NothingEvaluatedError
 
 __all__ = [
     "NothingEvaluatedError",

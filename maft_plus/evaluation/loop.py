@@ -31,20 +31,24 @@ from detectron2.utils.logger import log_every_n_seconds
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.class_lists import check_replacement, read_class_list
-from ..data.dataset_mappers import SKIP_REASON, EvaluationMapper
-from ..data.vocabulary import vocabulary_from_metadata
-from .panoptic_evaluation import PanopticSubsetEvaluator
-from .sem_seg_evaluation import OpenVocabSemSegEvaluator
-from .skipped import (
-    NothingEvaluatedError,
-    all_gather_list,
+from ..data.dataset_mappers import EvaluationMapper
+from ..data.skip_records import (
+    is_skip_record,
     num_skipped_images,
-    skip_record,
     skipped_summary,
     write_skipped_report,
 )
+from ..data.vocabulary import vocabulary_from_metadata
+from .gather import all_gather_list
+from .panoptic_evaluation import PanopticSubsetEvaluator
+from .sem_seg_evaluation import OpenVocabSemSegEvaluator
 
 logger = logging.getLogger(__name__)
+
+
+class NothingEvaluatedError(RuntimeError):
+    """No image of a dataset could be evaluated: every one of them was skipped."""
+
 
 SKIPPED_REPORT = "skipped_files.json"  # the usual name of the ``skipped_report`` file
 
@@ -160,10 +164,8 @@ def run_evaluation(
         stack.enter_context(inference_context(model))
         stack.enter_context(torch.no_grad())
         for idx, batch in enumerate(data_loader):
-            skipped += [
-                skip_record(r["file_name"], r[SKIP_REASON]) for r in batch if SKIP_REASON in r
-            ]
-            inputs = [r for r in batch if SKIP_REASON not in r]
+            skipped += [r for r in batch if is_skip_record(r)]
+            inputs = [r for r in batch if not is_skip_record(r)]
             if inputs:
                 evaluator.process(inputs, model(inputs))
                 num_evaluated += len(inputs)

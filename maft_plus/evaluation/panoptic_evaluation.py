@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from detectron2.evaluation import COCOPanopticEvaluator
 from detectron2.utils import comm
 
-from .skipped import all_gather_list
+from .gather import all_gather_list
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.dataset_mappers.semantic_mapper import check_label_ids
-from ..data.dataset_mappers.test_mapper import IMAGE_READ_ERRORS, SkippedRecordError
-from .skipped import skip_record
+from ..data.skip_records import IMAGE_READ_ERRORS, SkippedRecordError, skip_record
 
 logger = logging.getLogger(__name__)
 

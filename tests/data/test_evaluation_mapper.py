@@ -12,8 +12,9 @@ from detectron2.data import transforms as T
 from PIL import Image
 
 from maft_plus.config import setup_cfg
-from maft_plus.data.dataset_mappers import SKIP_REASON, EvaluationMapper
+from maft_plus.data.dataset_mappers import EvaluationMapper
 from maft_plus.data.datasets import register_synthetic, unregister
+from maft_plus.data.skip_records import is_skip_record
 from maft_plus.data.synthetic import write_synthetic_dataset
 
 TINY = "configs/tiny/maftp_tiny.yaml"
@@ -40,7 +41,7 @@ def mapper() -> EvaluationMapper:
 @pytest.fixture
 def mapper_logs(caplog):
     """The mapper's log records, wherever detectron2's setup_logger stopped propagation."""
-    logger = logging.getLogger("maft_plus.data.dataset_mappers.test_mapper")
+    logger = logging.getLogger("maft_plus.data.dataset_mappers.evaluation_mapper")
     logger.addHandler(caplog.handler)
     yield caplog
     logger.removeHandler(caplog.handler)
@@ -52,7 +53,7 @@ def test_good_records_map_as_detectron2_inference_mapper(records, kind):
     ours, reference = EvaluationMapper(cfg), DatasetMapper(cfg, is_train=False)
     for record in records[kind]:
         expected, sample = reference(record), ours(record)
-        assert set(sample) == set(expected)
+        assert set(sample) == set(expected) and not is_skip_record(sample)
         assert sample["image"].shape == (3, 96, 96) and sample["image"].dtype == torch.uint8
         for key, value in expected.items():
             if isinstance(value, torch.Tensor):
@@ -119,10 +120,10 @@ FAULTS = [
 def test_a_bad_record_is_skipped_naming_the_file(records, mapper, mapper_logs, tmp_path, fault):
     record, bad_file, reason = broken_record(records["sem_seg"][0], fault, tmp_path)
     sample = mapper(record)
-    assert set(sample) == {"file_name", SKIP_REASON}
+    assert set(sample) == {"file_name", "reason"} and is_skip_record(sample)
     assert sample["file_name"] == record["file_name"]
-    assert bad_file in sample[SKIP_REASON]
-    assert re.search(reason, sample[SKIP_REASON]), sample[SKIP_REASON]
+    assert bad_file in sample["reason"]
+    assert re.search(reason, sample["reason"]), sample["reason"]
     assert any(bad_file in r.getMessage() for r in mapper_logs.records)
     assert mapper(records["sem_seg"][1])["image"].shape == (3, 64, 64)  # the next one still maps
 
@@ -134,6 +135,6 @@ def test_a_bad_panoptic_png_is_skipped(records, mapper, tmp_path, fault):
     if fault == "wrong size":
         Image.fromarray(np.zeros((64, 32, 3), dtype=np.uint8)).save(bad)
     record["pan_seg_file_name"] = str(bad)
-    reason = mapper(record)[SKIP_REASON]
+    reason = mapper(record)["reason"]
     assert str(bad) in reason
     assert ("not found" if fault == "missing" else "is 32x64 (WxH) but its image") in reason

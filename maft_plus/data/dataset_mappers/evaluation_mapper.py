@@ -1,11 +1,11 @@
-"""Test-time mapper: detectron2's inference ``DatasetMapper``, except that a bad record is skipped.
+"""Evaluation mapper: detectron2's inference ``DatasetMapper``, except that a bad record is skipped.
 
 For a good record the output is that of ``DatasetMapper(cfg, is_train=False)``: the image read in
 ``cfg.INPUT.FORMAT`` and resized by ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``, so
 evaluation numbers do not change. A record whose image or label files cannot be used (missing,
 corrupt, truncated, not an image, or of the wrong size) does not raise: the mapper logs a warning
-and returns ``{"file_name": ..., "skip_reason": ...}``, which the evaluation loop leaves out of the
-batch and reports.
+and returns its skip record (``data/skip_records.py``), which the evaluation loop leaves out of
+the batch and reports.
 
 Shapes: H, W the resized image size; h, w the image size as read.
 """
@@ -18,21 +18,11 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from PIL import Image
 
+from ..skip_records import SkippedRecordError, read_checked, skip_record
 from .semantic_mapper import check_label
 
 logger = logging.getLogger(__name__)
-
-# What PIL (through detectron2's read_image) raises for a missing, truncated, corrupt or foreign
-# file: OSError covers FileNotFoundError, UnidentifiedImageError and "image file is truncated".
-IMAGE_READ_ERRORS = (OSError, SyntaxError, EOFError, ValueError, Image.DecompressionBombError)
-
-SKIP_REASON = "skip_reason"  # the key that marks a skipped record in the mapper's output
-
-
-class SkippedRecordError(Exception):
-    """A dataset record that cannot be evaluated; the message names the file(s) and the fault."""
 
 
 class EvaluationMapper:
@@ -44,8 +34,8 @@ class EvaluationMapper:
     ``image_format``, ``height``/``width`` (h, w) and, when the record has a semantic label,
     ``sem_seg`` (H, W) int64 resized like the image.
 
-    Output dict of a bad record: ``file_name`` and ``skip_reason``, a message naming the file(s)
-    and what was expected.
+    Output dict of a bad record: its skip record, ``file_name`` and ``reason`` (a message naming
+    the file(s) and what was expected).
     """
 
     @configurable
@@ -72,7 +62,7 @@ class EvaluationMapper:
             return self._map(dataset_dict)
         except SkippedRecordError as exc:
             logger.warning("skipping %s: %s", dataset_dict["file_name"], exc)
-            return {"file_name": dataset_dict["file_name"], SKIP_REASON: str(exc)}
+            return skip_record(dataset_dict["file_name"], str(exc))
 
     def _map(self, dataset_dict: dict) -> dict:
         record = copy.deepcopy(dataset_dict)  # the caller's dict is reused by later evaluations
@@ -112,18 +102,3 @@ class EvaluationMapper:
             record["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype(np.int64))  # (H, W)
         record.pop("annotations", None)
         return record
-
-
-def read_checked(
-    path: str, what: str, image_file: str | None = None, format: str | None = None
-) -> np.ndarray:
-    """``detection_utils.read_image(path, format)``; a :class:`SkippedRecordError` naming ``what``
-    ("image", "label"), ``path`` and the ``image_file`` it belongs to if the file is missing or
-    cannot be decoded."""
-    name = f"{what} {path}" + (f" of image {image_file}" if image_file else "")
-    try:
-        return utils.read_image(path, format=format)
-    except FileNotFoundError as exc:
-        raise SkippedRecordError(f"{name} not found") from exc
-    except IMAGE_READ_ERRORS as exc:
-        raise SkippedRecordError(f"could not read the {name}: {exc}") from exc
