@@ -31,11 +31,11 @@ from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
 from maft_plus.data.datasets import check_registered, register_builtin_datasets
+from maft_plus.data.vocabulary.datasets import dataset_vocabulary
 from maft_plus.evaluation.loop import (
     SKIPPED_REPORT,
     build_evaluator,
     evaluate_datasets,
-    set_dataset_vocabulary,
     unwrap,
 )
 from maft_plus.modeling import MAFTPlus
@@ -107,9 +107,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         model = MAFTPlus(cfg, training=True).to(torch.device(cfg.MODEL.DEVICE))
-        set_dataset_vocabulary(
-            model, cfg.DATASETS.TRAIN[0], class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES
+        vocabulary, _ = dataset_vocabulary(
+            cfg.DATASETS.TRAIN[0], class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES
         )
+        model.set_vocabulary(vocabulary)
         logger.info("training vocabulary: %d classes", model.vocabulary.num_classes)
         return model
 

@@ -22,10 +22,10 @@ import json
 import logging
 from pathlib import Path
 
-from maft_plus.data.class_lists import INVALID_CLASS_LINE
 from maft_plus.data.datasets import datasets_root
 from maft_plus.data.prepare import parse_arguments, require_input, write_text_if_changed
-from maft_plus.data.vocabulary_presets import LVIS_ANNOTATIONS, LVIS_VOCABULARY
+from maft_plus.data.vocabulary.class_lists import INVALID_CLASS_LINE
+from maft_plus.data.vocabulary.presets import LVIS_ANNOTATIONS, LVIS_VOCABULARY
 
 logger = logging.getLogger(__name__)
 

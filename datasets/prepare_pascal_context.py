@@ -33,7 +33,6 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from maft_plus.data.class_lists import builtin_class_list
 from maft_plus.data.datasets.register_pascal import (
     PASCAL_CONTEXT,
     PC59_LABELS,
@@ -53,6 +52,7 @@ from maft_plus.data.prepare import (
     require_input,
     write_label_map,
 )
+from maft_plus.data.vocabulary.class_lists import builtin_class_list
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from maft_plus.data.vocabulary_presets import PRESETS, parse_vocabulary
+from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor, load_rgb
 from maft_plus.visualization import label_map_image, legend, overlay, panoptic_files
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from maft_plus.data.vocabulary_presets import PRESETS, parse_vocabulary
+from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor
 from maft_plus.visualization import overlay, segment_colors
 

@@ -26,7 +26,7 @@ from detectron2.data import transforms as T
 from .checkpoint import MAFTPlusCheckpointer
 from .config import setup_cfg
 from .data.vocabulary import Vocabulary
-from .data.vocabulary_presets import parse_vocabulary
+from .data.vocabulary.presets import parse_vocabulary
 from .images import ImageInput, load_rgb
 from .modeling.meta_arch import MAFTPlus
 from .modeling.postprocess import Tasks
@@ -192,7 +192,7 @@ class Predictor:
         names, is_thing = parse_vocabulary(vocabulary)
         parsed = Vocabulary.from_names(names, is_thing)
         if parsed != self.model.vocabulary:
-            self.model.set_vocabulary(names, is_thing)
+            self.model.set_vocabulary(parsed)
 
 
 def _config_weights(config_weights: str) -> str:

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from detectron2.structures import Instances
 
 from maft_plus.config import setup_cfg
-from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.vocabulary import Vocabulary
-from maft_plus.data.vocabulary_presets import parse_vocabulary
+from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
+from maft_plus.data.vocabulary.presets import parse_vocabulary
 from maft_plus.modeling import MAFTPlus
 from maft_plus.modeling.losses.mask_aware import mask_aware_loss
 from maft_plus.solver import build_optimizer

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from maft_plus.data.vocabulary import Vocabulary
-from maft_plus.data.vocabulary_presets import parse_vocabulary
+from maft_plus.data.vocabulary.presets import parse_vocabulary
 from maft_plus.modeling.backbone.clip_convnext import CLIPConvNeXt
 from maft_plus.modeling.text_classifier import TEMPLATES
 

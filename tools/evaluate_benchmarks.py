@@ -31,8 +31,9 @@ from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_builtin_datasets
 from maft_plus.data.datasets.requirements import missing_files_message
+from maft_plus.data.vocabulary.datasets import vocabulary_label
 from maft_plus.evaluation import NothingEvaluatedError
-from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets, vocabulary_label
+from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
 from maft_plus.files import write_atomically

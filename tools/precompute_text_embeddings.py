@@ -17,7 +17,7 @@ import time
 import torch
 
 from maft_plus.data.vocabulary import Vocabulary
-from maft_plus.data.vocabulary_presets import PRESETS, parse_vocabulary
+from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.modeling.text_embedding_cache import default_cache_root, disk_cache_enabled
 from maft_plus.predictor import PRESET_MODELS, REPO_ROOT, Predictor
 

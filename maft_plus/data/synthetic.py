@@ -28,7 +28,7 @@ import numpy as np
 from panopticapi.utils import id2rgb
 from PIL import Image, ImageDraw
 
-from .class_lists import INVALID_CLASS_LINE
+from .vocabulary.class_lists import INVALID_CLASS_LINE
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.class_lists import check_replacement, read_class_list
 from ..data.dataset_mappers import EvaluationMapper
 from ..data.skip_records import (
     is_skip_record,
@@ -38,7 +37,7 @@ from ..data.skip_records import (
     skipped_summary,
     write_skipped_report,
 )
-from ..data.vocabulary import vocabulary_from_metadata
+from ..data.vocabulary.datasets import dataset_vocabulary
 from .gather import all_gather_list
 from .panoptic_evaluation import PanopticSubsetEvaluator
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator
@@ -56,56 +55,6 @@ SKIPPED_REPORT = "skipped_files.json"  # the usual name of the ``skipped_report`
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def set_dataset_vocabulary(
-    model: torch.nn.Module,
-    dataset_name: str,
-    vocabulary_file: str | None = None,
-    class_names: str = "reference",
-    rename: bool = False,
-) -> str:
-    """Give the model the classes of a registered dataset.
-
-    Args:
-        vocabulary_file: optional ``id:name,synonym,...`` file replacing the dataset's class names
-            (e.g. a list of your own synonyms). Its ids must be the dataset's class ids and each
-            class must share a name with the dataset's (reference or plain) names for it, so a
-            list in another order is refused (``class_lists.check_replacement``), unless
-            ``rename`` says that new names are meant.
-        class_names: ``"reference"`` (the dataset's default names; for the built-in benchmarks the
-            prompt-engineered lists of the released checkpoints) or ``"plain"``
-            (``MODEL.MAFT_PLUS.CLASS_NAMES``).
-
-    Returns:
-        What the model now uses, for reports: see :func:`vocabulary_label`.
-    """
-    metadata = MetadataCatalog.get(dataset_name)
-    vocabulary = vocabulary_from_metadata(metadata, class_names)
-    names = [", ".join(synonyms) for synonyms in vocabulary.class_synonyms]
-    if vocabulary_file is not None:
-        replacement = read_class_list(vocabulary_file)
-        other_namings = ("stuff_classes", "plain_classes")  # reference and plain, where known
-        namings = [
-            names,
-            *(getattr(metadata, key) for key in other_namings if hasattr(metadata, key)),
-        ]
-        check_replacement(
-            replacement,
-            ids=getattr(metadata, "class_ids", None),
-            names=namings,
-            source=str(vocabulary_file),
-            dataset=dataset_name,
-            rename=rename,
-        )
-        names = list(replacement.names)
-    unwrap(model).set_vocabulary(names, vocabulary.is_thing)
-    return vocabulary_label(class_names, vocabulary_file)
-
-
-def vocabulary_label(class_names: str, vocabulary_file: str | None = None) -> str:
-    """How a benchmark's classes were named, for reports: the file, else "reference"/"plain"."""
-    return str(vocabulary_file) if vocabulary_file is not None else class_names
 
 
 def build_evaluators(
@@ -216,9 +165,9 @@ def evaluate_datasets(
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
     The model's vocabulary is restored afterwards. ``vocabulary_files`` maps dataset names to
-    replacement vocabulary files (``rename_classes``: see ``set_dataset_vocabulary``'s
-    ``rename``). On the main process, as each dataset finishes (so that callers can save results
-    before the next one starts):
+    replacement vocabulary files (``rename_classes``: see ``dataset_vocabulary``'s ``rename``).
+    On the main process, as each dataset finishes (so that callers can save results before the
+    next one starts):
 
     - ``on_result(name, result)`` gets its results (detectron2's ``{"sem_seg": {...}}`` format);
     - ``on_skipped(name, skipped)`` gets the files left out, ``[{"file_name", "reason"}, ...]``
@@ -240,13 +189,13 @@ def evaluate_datasets(
     results, skipped_by_dataset, failed = {}, {}, []
     try:
         for name in dataset_names:
-            used = set_dataset_vocabulary(
-                net,
+            vocabulary, used = dataset_vocabulary(
                 name,
                 (vocabulary_files or {}).get(name),
                 class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES,
                 rename=rename_classes,
             )
+            net.set_vocabulary(vocabulary)
             logger.info("%s: %d classes, vocabulary %s", name, net.vocabulary.num_classes, used)
             loader = build_detection_test_loader(cfg, name, mapper=mapper)
             evaluators = build_evaluators(

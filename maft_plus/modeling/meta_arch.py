@@ -157,14 +157,23 @@ class MAFTPlus(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def set_vocabulary(self, names: Sequence[str], is_thing: Sequence[bool] | None = None) -> None:
+    def set_vocabulary(
+        self, names: Vocabulary | Sequence[str], is_thing: Sequence[bool] | None = None
+    ) -> None:
         """Set the classes to segment.
 
         Args:
-            names: one comma-separated synonym string per class, e.g. ``["cat, kitty", "sky"]``.
-            is_thing: per class, whether it is a countable thing (instances) or stuff (merged per
-                class) in panoptic and instance output; None means every class is a thing.
+            names: a :class:`Vocabulary` (used as it is), or one comma-separated synonym string
+                per class, e.g. ``["cat, kitty", "sky"]``.
+            is_thing: with strings: per class, whether it is a countable thing (instances) or
+                stuff (merged per class) in panoptic and instance output; None means every class
+                is a thing.
         """
+        if isinstance(names, Vocabulary):
+            if is_thing is not None:
+                raise ValueError("is_thing goes with class strings; a Vocabulary has its own")
+            self.vocabulary = names
+            return
         self.vocabulary = Vocabulary.from_names(names, is_thing)
 
     def text_embeddings(self) -> torch.Tensor:

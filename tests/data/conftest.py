@@ -21,7 +21,7 @@ from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from maft_plus.data.class_lists import read_builtin_vocabulary
+from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,8 @@ from detectron2.data import MetadataCatalog
 
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import check_registered, register_builtin_datasets, unregister
-from maft_plus.evaluation.loop import evaluate_datasets, set_dataset_vocabulary
+from maft_plus.data.vocabulary.datasets import dataset_vocabulary
+from maft_plus.evaluation.loop import evaluate_datasets
 from maft_plus.modeling import MAFTPlus
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "maftp_tiny.yaml"
@@ -150,22 +151,20 @@ def shipped_file(style: str, name: str, path: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", list(CLASS_LISTS))
-def test_shipped_files_through_vocabulary_file_equal_the_defaults(tmp_path, model, name):
+def test_shipped_files_through_vocabulary_file_equal_the_defaults(tmp_path, name):
     """The reference files fed as --vocabulary-file give the default vocabulary; plain ones the
     plain names; the same list with two classes swapped is refused."""
     names = register_builtin_datasets(tmp_path / "empty")  # registration alone: no data needed
     try:
-        assert set_dataset_vocabulary(model, name) == "reference"
-        default = model.vocabulary
+        default, label = dataset_vocabulary(name)
+        assert label == "reference"
         reference = shipped_file("reference", CLASS_LISTS[name], tmp_path / "reference.txt")
-        assert set_dataset_vocabulary(model, name, str(reference)) == str(reference)
-        assert model.vocabulary == default
-        assert set_dataset_vocabulary(model, name, class_names="plain") == "plain"
-        plain = model.vocabulary
+        assert dataset_vocabulary(name, str(reference)) == (default, str(reference))
+        plain, label = dataset_vocabulary(name, class_names="plain")
+        assert label == "plain"
         assert plain.is_thing == default.is_thing and plain != default
         plain_file = shipped_file("plain", CLASS_LISTS[name], tmp_path / "plain.txt")
-        set_dataset_vocabulary(model, name, str(plain_file))
-        assert model.vocabulary == plain
+        assert dataset_vocabulary(name, str(plain_file))[0] == plain
         lines = reference.read_text(encoding="utf-8").splitlines()
         real = [k for k, line in enumerate(lines) if not line.endswith(":invalid_class_id")]
         first, second = real[0], real[1]
@@ -175,6 +174,6 @@ def test_shipped_files_through_vocabulary_file_equal_the_defaults(tmp_path, mode
         permuted = tmp_path / "permuted.txt"
         permuted.write_text("\n".join(f"{i}:{t}" for i, t in zip(ids, texts, strict=True)))
         with pytest.raises(ValueError, match=f"class {ids[first]} .* shares no name"):
-            set_dataset_vocabulary(model, name, str(permuted))
+            dataset_vocabulary(name, str(permuted))
     finally:
         unregister(names)

@@ -12,7 +12,7 @@ from maft_plus.data.ade_tables import (
     ade847_object_codes,
     ade_instance_classes,
 )
-from maft_plus.data.class_lists import (
+from maft_plus.data.vocabulary.class_lists import (
     ClassList,
     builtin_class_list,
     builtin_names,

@@ -10,7 +10,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from panopticapi.utils import rgb2id
 from PIL import Image
 
-from maft_plus.data.class_lists import builtin_class_list, read_builtin_vocabulary
 from maft_plus.data.datasets import unregister
 from maft_plus.data.datasets.register_ade import (
     ADE150_LABELS,
@@ -24,6 +23,7 @@ from maft_plus.data.datasets.register_ade import (
     ade_panoptic_categories,
     register_ade,
 )
+from maft_plus.data.vocabulary.class_lists import builtin_class_list, read_builtin_vocabulary
 
 NAMES = [ADE150_NAME, ADE847_NAME, ADE_PANOPTIC_NAME]
 

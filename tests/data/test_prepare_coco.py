@@ -14,11 +14,11 @@ from panopticapi.utils import id2rgb, rgb2id
 from PIL import Image
 
 from maft_plus.config import add_maft_plus_config
-from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.dataset_mappers import SemanticTrainMapper
 from maft_plus.data.datasets import unregister
 from maft_plus.data.datasets.register_coco import coco_stuff_class_ids, register_coco
 from maft_plus.data.vocabulary import Vocabulary
+from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
 
 STUFF_NAMES = ["maftp_coco_stuff_train", "maftp_coco_stuff_val"]
 PANOPTIC_NAMES = ["maftp_coco_panoptic_train", "maftp_coco_panoptic_val"]

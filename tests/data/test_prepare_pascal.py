@@ -11,9 +11,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from PIL import Image
 
-from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.datasets import unregister
 from maft_plus.data.datasets.register_pascal import PASCAL_DATASETS, register_pascal
+from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
 
 PC59 = read_builtin_vocabulary("pc59", "plain")
 

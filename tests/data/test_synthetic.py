@@ -8,7 +8,6 @@ import pytest
 from panopticapi.utils import rgb2id
 from PIL import Image
 
-from maft_plus.data.class_lists import read_vocabulary_file
 from maft_plus.data.synthetic import (
     IGNORE_LABEL,
     SPLITS,
@@ -18,6 +17,7 @@ from maft_plus.data.synthetic import (
     write_synthetic_dataset,
 )
 from maft_plus.data.vocabulary import Vocabulary
+from maft_plus.data.vocabulary.class_lists import read_vocabulary_file
 
 K = len(SYNTHETIC_CLASSES)
 NUM = {"train": 12, "val": 4}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from maft_plus.data.class_lists import read_vocabulary_file
 from maft_plus.data.vocabulary import Vocabulary
+from maft_plus.data.vocabulary.class_lists import read_vocabulary_file
 
 
 def test_from_names_splits_strips_and_flattens():

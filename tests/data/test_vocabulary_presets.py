@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from maft_plus.data.class_lists import read_builtin_vocabulary
 from maft_plus.data.vocabulary import Vocabulary
-from maft_plus.data.vocabulary_presets import (
+from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
+from maft_plus.data.vocabulary.presets import (
     LVIS_ANNOTATIONS,
     LVIS_VOCABULARY,
     PRESETS,

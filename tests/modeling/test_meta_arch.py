@@ -181,3 +181,13 @@ def test_thousands_of_classes(tiny_model):
     labels, confidence = result["sem_seg_labels"], result["sem_seg_confidence"]
     assert labels.shape == (32, 40) and labels.min() >= 0 and labels.max() < 2000
     assert torch.isfinite(confidence).all()
+
+
+def test_a_vocabulary_object_is_used_as_it_is(tiny_model):
+    from maft_plus.data.vocabulary import Vocabulary
+
+    vocabulary = Vocabulary.from_names(["cat, kitty", "sky"], [True, False])
+    tiny_model.set_vocabulary(vocabulary)
+    assert tiny_model.vocabulary is vocabulary  # not parsed again
+    with pytest.raises(ValueError, match="a Vocabulary has its own"):
+        tiny_model.set_vocabulary(vocabulary, is_thing=[True, True])

@@ -7,12 +7,12 @@ that prepares it. ``datasets/README.md`` shows the whole tree.
 """
 
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from detectron2.data import DatasetCatalog
 
+from ..paths import datasets_root
 from .register_ade import register_ade
 from .register_coco import register_coco
 from .register_pascal import register_pascal
@@ -22,11 +22,6 @@ from .requirements import check_dataset_files
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_FOLDER = "maftp_synthetic"  # written by datasets/prepare_synthetic.py
-
-
-def datasets_root() -> Path:
-    """``$DETECTRON2_DATASETS``, or ``datasets`` (relative to the working directory) if unset."""
-    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
 
 
 def register_builtin_datasets(root: str | Path | None = None) -> list[str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..ade_tables import ADE150_NUM_CLASSES, ade150_thing_flags
-from ..class_lists import builtin_class_list
 from ..label_formats import TIF_IGNORE
+from ..vocabulary.class_lists import builtin_class_list
 from .panoptic import register_panoptic
 from .semantic import register_sem_seg
 

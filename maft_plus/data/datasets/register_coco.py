@@ -12,8 +12,8 @@ from pathlib import Path
 
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
-from ..class_lists import builtin_class_list
 from ..label_formats import PNG_IGNORE
+from ..vocabulary.class_lists import builtin_class_list
 from .panoptic import register_panoptic
 from .semantic import register_sem_seg
 

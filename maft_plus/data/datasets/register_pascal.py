@@ -11,8 +11,8 @@ naming the folder and the script that makes it.
 import logging
 from pathlib import Path
 
-from ..class_lists import builtin_class_list
 from ..label_formats import PNG_IGNORE, TIF_IGNORE
+from ..vocabulary.class_lists import builtin_class_list
 from .semantic import register_sem_seg
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
-from ..class_lists import read_class_list
 from ..synthetic import IGNORE_LABEL, SPLITS, VOCABULARY_FILE, SplitPaths
 from ..vocabulary import Vocabulary
+from ..vocabulary.class_lists import read_class_list
 from .panoptic import register_panoptic
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
-from .ade_tables import ade150_thing_flags
+from ..ade_tables import ade150_thing_flags
+from ..paths import datasets_root
 from .class_lists import builtin_class_list, read_vocabulary_file
-from .datasets.builtin import datasets_root
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A vocabulary: classes as synonym lists, with thing/stuff flags (files: ``class_lists.py``).
+"""Vocabulary: the classes to segment, each a list of synonyms, with thing/stuff flags.
 
 Shapes: K classes, S synonyms in the vocabulary (S >= K).
 """
@@ -120,38 +120,3 @@ def _as_tuple(value: object, name: str) -> tuple:
     if not isinstance(value, list | tuple):
         raise ValueError(f"{name} must be a tuple or list, got {value!r} ({type(value).__name__})")
     return tuple(value)
-
-
-def vocabulary_from_metadata(metadata, class_names: str = "reference") -> Vocabulary:
-    """The vocabulary of a registered dataset, from its detectron2 metadata.
-
-    Class names come from ``stuff_classes`` (which lists every class, things included, in
-    detectron2's semantic and panoptic datasets), else ``thing_classes``; each may hold synonyms
-    (``"cat, kitty"``). With ``class_names="plain"`` they come from ``plain_classes`` instead, which
-    the built-in benchmarks register beside their reference (prompt-engineered) names. Thing flags
-    come from ``thing_dataset_id_to_contiguous_id`` (panoptic), else an ``is_thing`` list; without
-    either every class counts as a thing.
-    """
-    dataset = getattr(metadata, "name", "?")
-    if class_names == "plain":
-        names = getattr(metadata, "plain_classes", None)
-        if not names:
-            raise ValueError(f"dataset {dataset!r} has no plain class names (plain_classes)")
-    elif class_names == "reference":
-        names = getattr(metadata, "stuff_classes", None) or getattr(metadata, "thing_classes", None)
-    else:
-        raise ValueError(
-            f"class_names (MODEL.MAFT_PLUS.CLASS_NAMES) is 'reference' or 'plain', "
-            f"got {class_names!r}"
-        )
-    if not names:
-        raise ValueError(
-            f"dataset {dataset!r} has no stuff_classes or thing_classes "
-            "in its metadata: cannot build its vocabulary"
-        )
-    is_thing = getattr(metadata, "is_thing", None)
-    thing_ids = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
-    if thing_ids is not None and hasattr(metadata, "stuff_classes"):
-        things = set(thing_ids.values())
-        is_thing = [k in things for k in range(len(names))]
-    return Vocabulary.from_names(list(names), is_thing)
