@@ -20,12 +20,12 @@ from detectron2.engine import (
     DefaultTrainer,
     SimpleTrainer,
     TrainerBase,
+    create_ddp_model,
     default_argument_parser,
     default_setup,
     launch,
 )
 from detectron2.utils import comm
-from torch.nn.parallel import DistributedDataParallel
 
 from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
@@ -36,7 +36,6 @@ from maft_plus.evaluation.loop import (
     SKIPPED_REPORT,
     build_evaluator,
     evaluate_datasets,
-    unwrap,
 )
 from maft_plus.modeling import MAFTPlus
 from maft_plus.solver import build_lr_scheduler, build_optimizer
@@ -76,7 +75,8 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__, except that DDP gets device_ids only on GPUs (so that CPU
-        # processes can train with gloo) and checkpoints go through MAFTPlusCheckpointer.
+        # processes can train with gloo), a non-finite loss stops the step, and checkpoints go
+        # through MAFTPlusCheckpointer.
         TrainerBase.__init__(self)
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError(
@@ -87,14 +87,12 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        if comm.get_world_size() > 1:
-            on_gpu = next(model.parameters()).is_cuda
-            model = DistributedDataParallel(
-                model,
-                device_ids=[comm.get_local_rank()] if on_gpu else None,
-                broadcast_buffers=False,
-                find_unused_parameters=unwrap(model).objective.ma_weight == 0,  # CDT then idles
-            )
+        model = create_ddp_model(  # the model itself in a single process
+            model,
+            broadcast_buffers=False,
+            device_ids=[comm.get_local_rank()] if next(model.parameters()).is_cuda else None,
+            find_unused_parameters=model.objective.ma_weight == 0,  # the CDT then idles
+        )
         trainer_class = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
         self._trainer = trainer_class(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)

@@ -14,6 +14,7 @@ import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
+from panopticapi.utils import id2rgb
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
@@ -212,28 +213,14 @@ def label_map_image(label_map: np.ndarray, num_classes: int) -> Image.Image:
     return Image.fromarray(ids)  # mode "L" for uint8, "I;16" for uint16
 
 
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """(H, W) segment ids in [0, 2**24) -> (H, W, 3) uint8 colours, id = R + 256 G + 256**2 B."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= 256**3):
-        raise ValueError(f"segment ids must be in [0, 2**24), got [{ids.min()}, {ids.max()}]")
-    return np.stack([ids % 256, ids // 256 % 256, ids // 256**2], axis=-1).astype(np.uint8)
-
-
-def rgb2id(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 colours -> (H, W) int64 segment ids; the inverse of :func:`id2rgb`."""
-    rgb = np.asarray(rgb, dtype=np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
-
-
 def panoptic_files(prediction: Prediction) -> tuple[Image.Image, dict]:
     """The COCO panoptic png and annotation of a panoptic prediction.
 
     Returns:
-        The RGB image of `id2rgb(segment_map)` (0 = no segment), and a dict with "segments_info":
-        one {"id", "category_id", "isthing", "score", "area"} per segment present in the map
-        (category_id is the class id in `class_names`), and "categories": one {"id", "name",
-        "isthing"} per class present.
+        The RGB image of panopticapi's ``id2rgb(segment_map)`` (0 = no segment), and a dict
+        with "segments_info": one {"id", "category_id", "isthing", "score", "area"} per segment
+        present in the map (category_id is the class id in `class_names`), and "categories":
+        one {"id", "name", "isthing"} per class present.
     """
     if prediction.segment_map is None:
         raise ValueError(

@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from panopticapi.utils import rgb2id
 from PIL import Image
 
 from maft_plus.predictor import Predictor
-from maft_plus.visualization import rgb2id
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ["--preset", "tiny", "--device", "cpu"]

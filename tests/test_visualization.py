@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
+from panopticapi.utils import rgb2id
 from PIL import Image
 
 from maft_plus.predictor import Prediction, Segment
 from maft_plus.visualization import (
     class_color,
-    id2rgb,
     instance_color,
     label_map_image,
     legend,
     overlay,
     panoptic_files,
-    rgb2id,
     segment_colors,
 )
 
@@ -153,12 +152,6 @@ def test_label_map_image_rejects_out_of_range_ids():
         label_map_image(np.array([[10]]), 10)
     with pytest.raises(ValueError, match="integer"):
         label_map_image(np.zeros((2, 2), dtype=np.float32), 10)
-
-
-def test_id2rgb_round_trips():
-    ids = np.array([[0, 1, 255], [256, 65536, 2**24 - 1]])
-    assert np.array_equal(rgb2id(id2rgb(ids)), ids)
-    assert tuple(id2rgb(np.array([[258]]))[0, 0]) == (2, 1, 0)
 
 
 def test_panoptic_files_ids_match_the_png():
