@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ade_tables import ADE150_NUM_CLASSES, ade150_thing_flags
 from ..label_formats import TIF_IGNORE
-from ..vocabulary.class_lists import builtin_class_list
+from ..vocabulary.class_lists import builtin_class_list, builtin_classes
 from .panoptic import register_panoptic
 from .semantic import register_sem_seg
 
@@ -54,25 +54,19 @@ def register_ade(root: str | Path) -> list[str]:
         ``maftp_ade150_val``, ``maftp_ade847_val`` and ``maftp_ade150_panoptic_val``.
     """
     root = Path(root)
-    ade150, ade150_plain = (builtin_class_list("ade150", s) for s in ("reference", "plain"))
     register_sem_seg(
         ADE150_NAME,
         image_dir=root / ADE150_IMAGES,
         label_dir=root / ADE150_LABELS,
-        class_names=ade150.names,
-        plain_class_names=ade150_plain.names,
-        class_ids=ade150.ids,
+        **builtin_classes("ade150"),
         is_thing=ade150_thing_flags(),
         prepare_script=ADE150_SCRIPT,
     )
-    ade847, ade847_plain = (builtin_class_list("ade847", s) for s in ("reference", "plain"))
     register_sem_seg(
         ADE847_NAME,
         image_dir=root / ADE847_IMAGES,
         label_dir=root / ADE847_LABELS,
-        class_names=ade847.names,
-        plain_class_names=ade847_plain.names,
-        class_ids=ade847.ids,
+        **builtin_classes("ade847"),
         prepare_script="datasets/prepare_ade20k_847.py",
         label_ext="tif",
         ignore_label=TIF_IGNORE,
@@ -85,9 +79,7 @@ def register_ade(root: str | Path) -> list[str]:
         panoptic_json=root / ADE_PANOPTIC_JSON,
         semantic_dir=root / ADE150_LABELS,  # A-150's labels, as the reference scores it
         categories=categories,
-        class_names=ade150.names,
-        plain_class_names=ade150_plain.names,
-        class_ids=ade150.ids,
+        **builtin_classes("ade150"),
         prepare_script="datasets/prepare_ade20k_panoptic.py",
         semantic_script=ADE150_SCRIPT,
         colors=[c["color"] for c in categories],

@@ -13,7 +13,7 @@ from pathlib import Path
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
 from ..label_formats import PNG_IGNORE
-from ..vocabulary.class_lists import builtin_class_list
+from ..vocabulary.class_lists import builtin_class_list, builtin_classes
 from .panoptic import register_panoptic
 from .semantic import register_sem_seg
 
@@ -87,17 +87,15 @@ def register_coco(root: str | Path) -> list[str]:
         dicts plus ``sem_seg_file_name``, 133 classes).
     """
     root = Path(root)
-    stuff, stuff_plain = (builtin_class_list("coco_stuff_171", s) for s in ("reference", "plain"))
-    num_things = len(stuff) - len(COCO_STUFF_STUFF_IDS)
-    is_thing = [k < num_things for k in range(len(stuff))]
+    stuff = builtin_classes("coco_stuff_171")
+    num_things = len(stuff["class_ids"]) - len(COCO_STUFF_STUFF_IDS)
+    is_thing = [k < num_things for k in range(len(stuff["class_ids"]))]
     for name, split in zip(COCO_STUFF_DATASETS, SPLITS.values(), strict=True):
         register_sem_seg(
             name,
             image_dir=root / images_dir(split),
             label_dir=root / stuff_labels_dir(split),
-            class_names=stuff.names,
-            plain_class_names=stuff_plain.names,
-            class_ids=stuff.ids,
+            **stuff,
             prepare_script=COCO_STUFF_SCRIPT,
             image_ext="jpg",
             label_ext="png",
@@ -107,7 +105,6 @@ def register_coco(root: str | Path) -> list[str]:
         )
 
     categories = coco_panoptic_categories()
-    panoptic = builtin_class_list("coco_panoptic_133")
     for name, split in zip(COCO_PANOPTIC_DATASETS, SPLITS.values(), strict=True):
         register_panoptic(
             name,
@@ -116,9 +113,7 @@ def register_coco(root: str | Path) -> list[str]:
             panoptic_json=root / panoptic_json(split),
             semantic_dir=root / panoptic_semseg_dir(split),
             categories=categories,
-            class_names=panoptic.names,
-            plain_class_names=builtin_class_list("coco_panoptic_133", "plain").names,
-            class_ids=panoptic.ids,
+            **builtin_classes("coco_panoptic_133"),
             prepare_script=COCO_PANOPTIC_SCRIPT,
             ignore_label=PNG_IGNORE,
             colors=[c["color"] for c in categories],

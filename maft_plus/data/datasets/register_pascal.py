@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..label_formats import PNG_IGNORE, TIF_IGNORE
-from ..vocabulary.class_lists import builtin_class_list
+from ..vocabulary.class_lists import builtin_classes
 from .semantic import register_sem_seg
 
 logger = logging.getLogger(__name__)
@@ -53,14 +53,11 @@ def register_pascal(root: str | Path) -> list[str]:
     )
     for name, image_dir, label_dir, class_list, script in datasets:
         tif = class_list == "pc459"  # more than 255 classes: uint16 labels
-        reference = builtin_class_list(class_list, "reference")
         register_sem_seg(
             name,
             image_dir=root / image_dir,
             label_dir=root / label_dir,
-            class_names=reference.names,
-            plain_class_names=builtin_class_list(class_list, "plain").names,
-            class_ids=reference.ids,
+            **builtin_classes(class_list),
             prepare_script=script,
             label_ext="tif" if tif else "png",
             ignore_label=TIF_IGNORE if tif else PNG_IGNORE,

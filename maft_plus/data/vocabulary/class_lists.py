@@ -119,6 +119,17 @@ def builtin_class_list(name: str, style: str = "reference") -> ClassList:
     return parse_class_list(resource.read_text(encoding="utf-8"), f"{style}/{name}.txt")
 
 
+def builtin_classes(name: str) -> dict[str, tuple]:
+    """A shipped list's classes as registration arguments: ``class_names`` (reference),
+    ``plain_class_names`` and ``class_ids`` (see ``datasets/semantic.py``)."""
+    reference = builtin_class_list(name, "reference")
+    return {
+        "class_names": reference.names,
+        "plain_class_names": builtin_class_list(name, "plain").names,
+        "class_ids": reference.ids,
+    }
+
+
 def read_builtin_vocabulary(name: str, style: str = "reference") -> list[str]:
     """The K synonym strings of a shipped class list."""
     return list(builtin_class_list(name, style).names)
