@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The quickstart, with no downloads: set up (if needed), write the synthetic dataset, train the
-# tiny MAFT+ on it on CPU (about a minute), evaluate it, and segment a held-out image with the
+# tiny MAFT+ on it on CPU (a few minutes), evaluate it, and segment a held-out image with the
 # demo. Results land in output/tiny_synthetic (the picture: demo/00000_overlay.png).
 # Extra arguments go to train_net.py as KEY VALUE overrides, e.g. SOLVER.MAX_ITER 300.
 set -euo pipefail

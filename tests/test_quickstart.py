@@ -1,4 +1,4 @@
-"""The README's first command, scripts/quickstart.sh, end to end (slow: about a minute)."""
+"""The README's first command, scripts/quickstart.sh, end to end (slow: a few minutes)."""
 
 import os
 import re
