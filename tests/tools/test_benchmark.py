@@ -1,6 +1,10 @@
-"""tools/benchmark.py with the tiny model: every measurement runs and reports positive numbers."""
+"""tools/benchmark.py with the tiny model: every measurement runs and reports positive numbers.
 
-import importlib.util
+The tool is a script whose helpers are its sibling modules (tools/benchmark_*.py); run as a
+script, its folder is on the import path, so the tests put it there too.
+"""
+
+import importlib
 import json
 import statistics
 from pathlib import Path
@@ -10,11 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("benchmark", REPO / "tools" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(autouse=True)
+def tools_on_the_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+
+
+def load_tool(name: str = "benchmark"):
+    return importlib.import_module(name)
 
 
 def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
@@ -68,8 +74,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
 
 
 def test_synthetic_vocabularies_follow_ade150_synonym_counts():
-    tool = load_tool()
-    names, source = tool.vocabulary_names("300")
+    names, source = load_tool("benchmark_setup").vocabulary_names("300")
     assert len(names) == 300 and source == "300 synthetic classes"
     counts = [len(name.split(",")) for name in names]
     assert counts[:150] == counts[150:]  # ADE-150's per-class counts, cycled
@@ -77,14 +82,14 @@ def test_synthetic_vocabularies_follow_ade150_synonym_counts():
 
 
 def test_amp_and_channels_last_flags_set_the_model_options():
-    tool = load_tool()
-    plain = tool.build_cfg(tool.parse_args([]))
+    tool, setup = load_tool(), load_tool("benchmark_setup")
+    plain = setup.build_cfg(tool.parse_args([]))
     assert plain.MODEL.MAFT_PLUS.TEST.AUTOCAST == ""
     assert plain.MODEL.MAFT_PLUS.CHANNELS_LAST is False
-    fast = tool.build_cfg(tool.parse_args(["--amp", "bf16", "--channels-last"]))
+    fast = setup.build_cfg(tool.parse_args(["--amp", "bf16", "--channels-last"]))
     assert fast.MODEL.MAFT_PLUS.TEST.AUTOCAST == "bfloat16"
     assert fast.MODEL.MAFT_PLUS.CHANNELS_LAST is True
-    assert tool.build_cfg(tool.parse_args(["--amp", "fp16"])).MODEL.MAFT_PLUS.TEST.AUTOCAST == (
+    assert setup.build_cfg(tool.parse_args(["--amp", "fp16"])).MODEL.MAFT_PLUS.TEST.AUTOCAST == (
         "float16"
     )
 
@@ -93,10 +98,9 @@ def test_the_ratio_compares_times_round_by_round():
     """Rounds 1 and 2 at 1.3x on a machine whose speed drifts, round 3 an outlier at 1.39x: the
     medians of the two columns come from different rounds (5.7 / 4.1 = 1.39x); the median of
     the rounds' own ratios does not."""
-    tool = load_tool()
     trunk = [4.0, 4.8, 4.1]
     inference = [5.2, 6.24, 5.7]
-    ratio, rounds = tool.paired_ratio(inference, trunk)
+    ratio, rounds = load_tool("benchmark_timing").paired_ratio(inference, trunk)
     assert rounds == pytest.approx([1.3, 1.3, 5.7 / 4.1])
     assert ratio == pytest.approx(1.3)
     assert statistics.median(inference) / statistics.median(trunk) == pytest.approx(5.7 / 4.1)
