@@ -125,7 +125,12 @@ def synthetic_class_names() -> tuple[str, ...]:
 
 
 def write_synthetic_dataset(
-    root: str | Path, *, num_train: int = 256, num_val: int = 32, image_size: int = 96, seed: int = 0
+    root: str | Path,
+    *,
+    num_train: int = 256,
+    num_val: int = 32,
+    image_size: int = 96,
+    seed: int = 0,
 ) -> SyntheticDataset:
     """Write the dataset under ``root`` (created if needed; existing files are overwritten)."""
     for name, value, least in (("num_train", num_train, 1), ("num_val", num_val, 1)):
