@@ -191,3 +191,16 @@ def test_a_vocabulary_object_is_used_as_it_is(tiny_model):
     assert tiny_model.vocabulary is vocabulary  # not parsed again
     with pytest.raises(ValueError, match="a Vocabulary has its own"):
         tiny_model.set_vocabulary(vocabulary, is_thing=[True, True])
+
+
+def test_a_call_asks_for_at_least_one_task(tiny_model_factory, tiny_model, tiny_inputs):
+    from maft_plus.modeling.postprocess import Tasks
+
+    with pytest.raises(ValueError, match="at least one task"):
+        Tasks(semantic=False)
+    with pytest.raises(ValueError, match="at least one task"):
+        tiny_model_factory("MODEL.MAFT_PLUS.TEST.SEMANTIC_ON", "False")
+    with torch.no_grad():
+        both = tiny_model(tiny_inputs[:1], tasks=Tasks(semantic=True, instance=True))[0]
+    assert {"sem_seg_labels", "instances"} <= set(both) and "panoptic_seg" not in both
+    assert tiny_model.tasks == Tasks()  # the configured default is untouched
