@@ -1,6 +1,5 @@
 """demo/demo.py end to end with the tiny random-init preset on CPU: images, panoptic, video."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from panopticapi.utils import rgb2id
 from PIL import Image
+from script_loader import load_script
 
 from maft_plus.predictor import Predictor
 
@@ -22,10 +22,7 @@ CLASSES = ["--vocabulary", "cat; dog, puppy; sky"]
 @pytest.fixture(scope="module")
 def demo():
     """demo/demo.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("maft_plus_demo_script", REPO / "demo/demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo/demo.py")
 
 
 @pytest.fixture

@@ -1,24 +1,22 @@
 """demo/web_demo.py with the tiny random-init predictor: its Segment callback, and the page itself
 driven by selenium in headless Chromium (skipped without chromium and chromedriver)."""
 
-import importlib.util
 import io
 import shutil
 import socket
 import urllib.request
 import warnings
-from pathlib import Path
 from urllib.parse import urljoin
 
 import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
+from script_loader import load_script
 
 from maft_plus.predictor import TASKS, Prediction, Predictor, Segment
 from maft_plus.visualization import overlay
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 WAIT_S = 30  # the longest wait for the page, the upload or the result
 
@@ -26,10 +24,7 @@ WAIT_S = 30  # the longest wait for the page, the upload or the result
 @pytest.fixture(scope="module")
 def web_demo():
     """demo/web_demo.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("maft_plus_web_demo", REPO / "demo/web_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("demo/web_demo.py")
 
 
 @pytest.fixture(scope="module")

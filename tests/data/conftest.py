@@ -7,12 +7,8 @@ can compute the expected outputs. Test modules cannot import one another
 (``--import-mode=importlib``), hence fixtures.
 """
 
-import functools
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -20,23 +16,9 @@ import scipy.io
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from panopticapi.utils import id2rgb
 from PIL import Image
+from script_loader import load_script
 
 from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def load_script(name: str) -> ModuleType:
-    """``datasets/<name>.py`` as a module, loaded once (``datasets/`` is not a package).
-
-    It is entered in ``sys.modules`` so that worker processes find its functions by name.
-    """
-    spec = importlib.util.spec_from_file_location(name, REPO / "datasets" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def save_image(array: np.ndarray, path: Path) -> None:
@@ -75,8 +57,8 @@ class FakeCoco:
     }
 
     def __init__(self) -> None:
-        self.stuff_script = load_script("prepare_coco_stuff")
-        self.panoptic_script = load_script("prepare_coco_panoptic")
+        self.stuff_script = load_script("datasets/prepare_coco_stuff.py")
+        self.panoptic_script = load_script("datasets/prepare_coco_panoptic.py")
 
     @staticmethod
     def stem(split: str, i: int) -> str:
@@ -189,9 +171,9 @@ class FakeADE:
     NUM_FULL_VAL = 2  # A-847 validation images
 
     def __init__(self) -> None:
-        self.ade150_script = load_script("prepare_ade20k_150")
-        self.ade847_script = load_script("prepare_ade20k_847")
-        self.panoptic_script = load_script("prepare_ade20k_panoptic")
+        self.ade150_script = load_script("datasets/prepare_ade20k_150.py")
+        self.ade847_script = load_script("datasets/prepare_ade20k_847.py")
+        self.panoptic_script = load_script("datasets/prepare_ade20k_panoptic.py")
 
     @staticmethod
     def instance_png(shape: tuple[int, int], instances: dict) -> np.ndarray:
@@ -287,8 +269,8 @@ class FakePascal:
     ]
 
     def __init__(self) -> None:
-        self.context_script = load_script("prepare_pascal_context")
-        self.voc_script = load_script("prepare_pascal_voc")
+        self.context_script = load_script("datasets/prepare_pascal_context.py")
+        self.voc_script = load_script("datasets/prepare_pascal_voc.py")
 
     @staticmethod
     def image_shape(i: int) -> tuple[int, int]:

@@ -1,10 +1,10 @@
 """parse_vocabulary: presets (shipped, plain and prepared), vocabulary files, free text, lists."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from maft_plus.data.vocabulary import Vocabulary
 from maft_plus.data.vocabulary.class_lists import read_builtin_vocabulary
@@ -15,18 +15,7 @@ from maft_plus.data.vocabulary.presets import (
     parse_vocabulary,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    """A ``datasets/<name>.py`` script as a module (``datasets/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_{name}", REPO / "datasets" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PREPARE_LVIS = load_script("prepare_lvis_vocabulary")
+PREPARE_LVIS = load_script("datasets/prepare_lvis_vocabulary.py")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """tools/device_benchmark.py: the wheels it carries, its refusal without CUDA, its parity script."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,16 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def load_tool():
-    path = REPO / "tools" / "device_benchmark.py"
-    spec = importlib.util.spec_from_file_location("device_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/device_benchmark.py")
 
 
 def test_prepare_lists_the_pinned_packages_a_gpu_image_lacks():

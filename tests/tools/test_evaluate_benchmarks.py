@@ -1,10 +1,10 @@
 """tools/evaluate_benchmarks.py on the synthetic datasets with the tiny model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from maft_plus.data.datasets.builtin import SYNTHETIC_FOLDER
 from maft_plus.data.synthetic import write_synthetic_dataset
@@ -13,12 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_benchmarks", REPO / "tools" / "evaluate_benchmarks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/evaluate_benchmarks.py")
 
 
 def test_evaluates_each_dataset_and_skips_missing_ones(tmp_path, monkeypatch, capsys):
