@@ -76,7 +76,7 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         # DefaultTrainer.__init__, except that DDP gets device_ids only on GPUs (so that CPU
         # processes can train with gloo), a non-finite loss stops the step, and checkpoints go
-        # through MAFTPlusCheckpointer.
+        # through MAFTPlusCheckpointer: docs/design.md, section 7, says why it is written out.
         TrainerBase.__init__(self)
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError(
