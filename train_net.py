@@ -4,6 +4,8 @@
     python train_net.py --config-file CFG --num-gpus 8 [KEY VALUE ...]
     python train_net.py --config-file CFG --eval-only MODEL.WEIGHTS weights/maftp_l.pth
     python train_net.py --config-file CFG --resume        # continue from OUTPUT_DIR/last_checkpoint
+    torchrun --nproc_per_node 8 train_net.py --config-file CFG    # one run of 8 processes
+    sbatch --nodes 2 scripts/slurm_train.sh --config-file CFG      # torchrun on every node
 
 The model is MAFTPlus (maft_plus/modeling/meta_arch.py); this file only wires data, optimizer,
 schedule, checkpoints and evaluation into detectron2's DefaultTrainer.
@@ -23,7 +25,6 @@ from detectron2.engine import (
     create_ddp_model,
     default_argument_parser,
     default_setup,
-    launch,
 )
 from detectron2.utils import comm
 
@@ -37,6 +38,7 @@ from maft_plus.evaluation.loop import (
     build_evaluator,
     evaluate_datasets,
 )
+from maft_plus.launch import launch_run
 from maft_plus.modeling import MAFTPlus
 from maft_plus.solver import build_lr_scheduler, build_optimizer
 
@@ -181,11 +183,11 @@ def main(args):
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
-    launch(
+    launch_run(  # --num-gpus N spawns N processes; under torchrun, torchrun's are one run
         main,
-        args.num_gpus,
+        args,
+        num_gpus=args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
-        args=(args,),
     )
