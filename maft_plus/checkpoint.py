@@ -5,7 +5,9 @@ a ``module.`` prefix (design.md section 10). Every key either loads into a param
 (renamed by ``OFFICIAL_TO_OURS`` where our names differ), or is dropped for a documented reason
 (``IGNORED_PREFIXES``); every parameter of ours is set, except the text tower, which a released
 file may omit and which then keeps the open_clip pretrained weights (``OPTIONAL_PREFIXES``).
-Anything else is an error that names the keys. Files are read as tensors only (no pickled code).
+Anything else is an error that names the keys. Files are read as tensors only (no pickled code):
+``.pth`` files with ``torch.load(weights_only=True)``, ``.safetensors`` files with safetensors,
+which holds nothing but tensors (``maft_plus/safetensors_weights.py`` writes them).
 """
 
 import logging
@@ -17,6 +19,8 @@ from typing import Any
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from .files import write_atomically
@@ -46,6 +50,7 @@ OPTIONAL_PREFIXES = tuple(
         "logit_scale",
     )
 )
+SAFETENSORS_SUFFIX = ".safetensors"
 
 
 def convert_official_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -122,7 +127,13 @@ def check_compatible(
 
 
 def load_state_dict_file(path: str, *, allow_pickle: bool = False) -> dict[str, Any]:
-    """Read a checkpoint file; tensors only unless ``allow_pickle`` (runs code from the file)."""
+    """Read a checkpoint file; tensors only unless ``allow_pickle`` (runs code from the file).
+
+    A ``.safetensors`` file is read by :func:`load_safetensors_file` (never unpickled, whatever
+    ``allow_pickle`` says); anything else with ``torch.load``.
+    """
+    if str(path).endswith(SAFETENSORS_SUFFIX):
+        return load_safetensors_file(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
@@ -131,6 +142,19 @@ def load_state_dict_file(path: str, *, allow_pickle: bool = False) -> dict[str, 
         raise ValueError(
             f"could not read the checkpoint {path}: {exc}. It may be truncated or not a PyTorch "
             "file; files holding more than tensors need allow_pickle=True (only for trusted files)."
+        ) from exc
+
+
+def load_safetensors_file(path: str) -> dict[str, torch.Tensor]:
+    """The flat state dict of a ``.safetensors`` file, on the CPU; nothing is unpickled."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return load_safetensors(path, device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(
+            f"could not read the safetensors checkpoint {path}: {exc}. It may be truncated (an "
+            "interrupted download or copy) or not a safetensors file."
         ) from exc
 
 
@@ -185,12 +209,14 @@ class MAFTPlusCheckpointer(DetectionCheckpointer):
         self.allow_pickle = allow_pickle
 
     def _load_file(self, filename: str) -> dict[str, Any]:
+        if filename.endswith(SAFETENSORS_SUFFIX):  # tensors only by construction
+            return {"model": load_safetensors_file(filename)}
         if not filename.endswith((".pth", ".pt")):
             if not self.allow_pickle:
                 raise ValueError(
-                    f"{filename} is not a .pth/.pt file; other formats (e.g. detectron2 .pkl) are "
-                    "unpickled, which runs code from the file: pass allow_pickle=True (only for "
-                    "trusted files) or convert it to a .pth state dict"
+                    f"{filename} is not a .safetensors, .pth or .pt file; other formats (e.g. "
+                    "detectron2 .pkl) are unpickled, which runs code from the file: pass "
+                    "allow_pickle=True (only for trusted files) or convert it to a .pth state dict"
                 )
             return super()._load_file(filename)
         checkpoint = load_state_dict_file(filename, allow_pickle=self.allow_pickle)

@@ -3,6 +3,8 @@
     from maft_plus.predictor import Predictor
 
     predictor = Predictor.from_preset("large-semantic", device="cuda")
+    # or a folder / Hugging Face Hub repo with model.safetensors + config.yaml:
+    # predictor = Predictor.from_pretrained("org/repo")
     prediction = predictor.predict("street.jpg", "car; person, pedestrian; road; sky")
     prediction.label_map        # (H, W) int32 class ids
     prediction.segments         # Segment(name="car", score=..., mask=(H, W) bool), ...
@@ -31,6 +33,7 @@ from .images import ImageInput, load_rgb
 from .modeling.meta_arch import MAFTPlus
 from .modeling.postprocess import Tasks
 from .prediction import Prediction, Segment, enlarge, to_prediction
+from .pretrained import resolve_pretrained
 from .weights import resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -60,7 +63,8 @@ TASKS = {
     "instance": Tasks(semantic=False, instance=True),
 }
 
-PICKLE_SUFFIXES = (".pkl", ".pyth")  # formats detectron2's checkpointer unpickles
+# Formats detectron2's checkpointer unpickles; .safetensors and .pth are read as tensors only.
+PICKLE_SUFFIXES = (".pkl", ".pyth")
 # Panoptic and instance outputs hold Q full-size float masks: above this many pixels they are
 # computed at a proportionally smaller size and enlarged (nearest neighbour) to the image's.
 MAX_MASK_OUTPUT_PIXELS = 2**22  # 2048 x 2048; 100 masks of it are 1.6 GiB
@@ -73,7 +77,8 @@ class Predictor:
         """
         Args:
             cfg: a MAFT+ config (see ``maft_plus.config.setup_cfg``).
-            weights: a checkpoint (path, http(s) URL or hf:// id, see ``resolve_weights``);
+            weights: a ``.safetensors`` or ``.pth`` checkpoint (path, http(s) URL or hf:// id,
+                see ``resolve_weights``);
                 default ``cfg.MODEL.WEIGHTS`` (a relative path there is also looked up under the
                 repository root); with neither, the model keeps its pretrained CLIP only.
         """
@@ -90,8 +95,9 @@ class Predictor:
             path = resolve_weights(spec)
             if path.suffix in PICKLE_SUFFIXES:  # detectron2 would unpickle these (runs code)
                 raise ValueError(
-                    f"{path}: MAFT+ weights are PyTorch .pth files read as tensors only; "
-                    f"{path.suffix} files are pickles, which can run code, and are not loaded"
+                    f"{path}: MAFT+ weights are .safetensors or PyTorch .pth files read as "
+                    f"tensors only; {path.suffix} files are pickles, which can run code, and are "
+                    "not loaded"
                 )
             MAFTPlusCheckpointer(self.model).load(str(path))
             logger.info("loaded weights from %s", path)
@@ -126,10 +132,35 @@ class Predictor:
                 f"the preset configs are read from {configs}, which does not exist (is maft_plus "
                 "installed without its repository?); use Predictor.from_config with a config file"
             )
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        opts = [*opts, "MODEL.DEVICE", device]
+        opts = [*opts, "MODEL.DEVICE", device or _default_device()]
         return cls.from_config(REPO_ROOT / PRESET_MODELS[name], weights=weights, opts=opts)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        device: str | None = None,
+        opts: Sequence[str] = (),
+        cache_dir: str | os.PathLike | None = None,
+    ) -> "Predictor":
+        """A predictor from a folder or Hugging Face Hub repo holding model.safetensors and
+        config.yaml (as ``tools/convert_weights.py`` writes them).
+
+        Args:
+            name_or_path: a local folder, or a Hub repo id "org/repo" (fetched into the Hugging
+                Face cache; with ``HF_HUB_OFFLINE`` set, only the cache is read).
+            revision: a Hub branch, tag or commit hash (default: main).
+            device: "cuda", "cpu", ...; None: "cuda" if available, else "cpu".
+            opts: KEY VALUE config overrides, applied over config.yaml.
+            cache_dir: the Hugging Face cache folder (default: huggingface_hub's own).
+
+        See ``maft_plus.pretrained.resolve_pretrained`` for the errors.
+        """
+        files = resolve_pretrained(name_or_path, revision=revision, cache_dir=cache_dir)
+        opts = [*opts, "MODEL.DEVICE", device or _default_device()]
+        return cls(setup_cfg(str(files.config), opts), weights=str(files.weights))
 
     @classmethod
     def from_config(
@@ -193,6 +224,10 @@ class Predictor:
         parsed = Vocabulary.from_names(names, is_thing)
         if parsed != self.model.vocabulary:
             self.model.set_vocabulary(parsed)
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _config_weights(config_weights: str) -> str:

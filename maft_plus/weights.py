@@ -2,9 +2,10 @@
 
 URLs are downloaded once into a cache folder (``$MAFT_PLUS_CACHE``, default
 ``~/.cache/maft_plus``) and reused without network afterwards; hub ids go through
-``huggingface_hub`` and its own cache. A download is written to a temporary file and renamed into
-place only when complete, so an interrupted one never leaves a corrupt cached file. This module only
-finds files: loading stays tensors-only through ``MAFTPlusCheckpointer``.
+``huggingface_hub`` and its own cache (``hub_file``, also used for pretrained Hub repos). A
+download is written to a temporary file and renamed into place only when complete, so an
+interrupted one never leaves a corrupt cached file. This module only finds files: loading stays
+tensors-only through ``MAFTPlusCheckpointer``.
 """
 
 import hashlib
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_cache_dir", "resolve_weights"]
+__all__ = ["default_cache_dir", "hub_file", "resolve_weights"]
 
 CACHE_ENV = "MAFT_PLUS_CACHE"
 DEFAULT_CACHE = Path("~/.cache/maft_plus")
@@ -74,7 +75,7 @@ def _offline() -> bool:
 
 def _fetch_error(source: str, reason: str) -> RuntimeError:
     return RuntimeError(
-        f"the weights could not be fetched from {source}: {reason}. Download the file manually "
+        f"the file could not be fetched from {source}: {reason}. Download the file manually "
         "(e.g. in a browser or with wget) and pass its local path instead."
     )
 
@@ -130,27 +131,56 @@ def _download(url: str, out) -> tuple[int, int | None]:
 
 
 def _hub_download(spec: str, cache_dir: str | Path | None) -> Path:
-    """``hf://org/repo[@revision]/path/in/repo`` through ``huggingface_hub.hf_hub_download``."""
+    """``hf://org/repo[@revision]/path/in/repo`` through :func:`hub_file`."""
     parts = spec.removeprefix(HF_PREFIX).split("/", 2)
     if len(parts) < 3 or not all(parts):
         raise ValueError(f"a model-hub id is hf://org/repo/path/in/repo.pth, got {spec!r}")
     org, repo, filename = parts
     repo, _, revision = repo.partition("@")
-    from huggingface_hub import hf_hub_download  # only needed for hub ids
+    return hub_file(f"{org}/{repo}", filename, revision=revision or None, cache_dir=cache_dir)
 
+
+def hub_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """One file of a Hugging Face Hub repo, from the Hugging Face cache or downloaded into it.
+
+    Args:
+        repo_id: "org/repo".
+        filename: the file's path inside the repo.
+        revision: a branch, tag or commit hash (default: the repo's main branch).
+        cache_dir: the Hugging Face cache folder (default: huggingface_hub's own).
+
+    With ``HF_HUB_OFFLINE`` set only the cache is used (``local_files_only``).
+
+    Raises:
+        RuntimeError: the file could not be fetched and is not cached; the message says when
+            ``HF_HUB_OFFLINE`` is the reason.
+    """
+    from huggingface_hub import hf_hub_download  # only needed for hub files
+
+    at = f"@{revision}" if revision else ""
+    source = f"{HF_PREFIX}{repo_id}{at}/{filename}"
     try:
         path = hf_hub_download(
-            repo_id=f"{org}/{repo}",
+            repo_id=repo_id,
             filename=filename,
-            revision=revision or None,
+            revision=revision,
             cache_dir=cache_dir,
             local_files_only=_offline(),
         )
     except OSError as exc:  # hub HTTP errors and "not in the local cache" are OSErrors
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if _offline():
+            from huggingface_hub.constants import HF_HUB_CACHE
+
             reason = (
-                f"{OFFLINE_ENV} is set and the file is not in the Hugging Face cache ({reason})"
+                f"{OFFLINE_ENV} is set and the file is not in the Hugging Face cache "
+                f"{cache_dir or HF_HUB_CACHE} ({reason})"
             )
-        raise _fetch_error(spec, reason) from exc
+        raise _fetch_error(source, reason) from exc
     return Path(path)
