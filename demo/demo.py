@@ -9,7 +9,9 @@
     python demo/demo.py --preset tiny --webcam --camera-index 0 --output out/
 
 Per image STEM it writes, under --output:
-    STEM_overlay.png    the image with coloured, labelled segments, a legend strip below
+    STEM_overlay.png    the image with coloured, labelled segments, a legend strip below; an image
+                        whose shorter side is under --min-display-size (default 512) is enlarged
+                        first (bilinear; the segments nearest-neighbour) so the labels stay legible
     STEM_labels.png     class id per pixel: 8-bit with 255 = none up to 255 classes, else 16-bit
                         with 65535 = none (see maft_plus.visualization.label_map_image)
     STEM_panoptic.png   panoptic task only: COCO panoptic png (id = R + 256 G + 256^2 B) and
@@ -18,7 +20,8 @@ Inputs are files, folders (their images, not recursive) and quoted glob patterns
 image is reported and skipped; the exit code is non-zero only when no image could be segmented.
 
 A video gives STEM_overlay.mp4 and the webcam webcam_overlay.mp4 (mp4v codec), one overlay per
-frame, until --max-frames or Ctrl-C. The webcam path is untested (no camera where it was written).
+frame (enlarged like the images), until --max-frames or Ctrl-C. The webcam path is untested (no
+camera where it was written).
 
 Config overrides (KEY VALUE ...) come last; after --input, separate them with "--".
 """
@@ -38,7 +41,14 @@ from tqdm import tqdm
 
 from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor, load_rgb
-from maft_plus.visualization import label_map_image, legend, overlay, panoptic_files
+from maft_plus.visualization import (
+    MIN_DISPLAY_SIZE,
+    enlarge_for_display,
+    label_map_image,
+    legend,
+    overlay,
+    panoptic_files,
+)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_VOCABULARY = "coco"
@@ -76,6 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instance task: hide instances scoring below this (default 0.5)",
     )
     parser.add_argument("--no-labels", action="store_true", help="no class names on the overlay")
+    parser.add_argument(
+        "--min-display-size",
+        type=int,
+        default=MIN_DISPLAY_SIZE,
+        metavar="PIXELS",
+        help="enlarge overlays whose shorter side is below this (the label and panoptic files "
+        f"keep the image's size); 0 never enlarges (default {MIN_DISPLAY_SIZE})",
+    )
     parser.add_argument("--max-frames", type=int, help="video/webcam: stop after this many frames")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
@@ -90,6 +108,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--video: no such file: {args.video}")
     if args.vocabulary_file is not None and not args.vocabulary_file.is_file():
         parser.error(f"--vocabulary-file: no such file: {args.vocabulary_file}")
+    if args.min_display_size < 0:
+        parser.error(
+            f"--min-display-size must be >= 0 (0: never enlarge), got {args.min_display_size}"
+        )
     if args.max_frames is not None and args.max_frames < 1:
         parser.error(f"--max-frames must be positive, got {args.max_frames}")
     return args
@@ -150,12 +172,30 @@ def unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
+def overlay_picture(
+    rgb: np.ndarray, prediction: Prediction, *, labels: bool, min_display_size: int
+) -> np.ndarray:
+    """The (H', W', 3) overlay of `prediction` on the (H, W, 3) `rgb`, enlarged for display
+    (see maft_plus.visualization.enlarge_for_display)."""
+    big_rgb, big_prediction = enlarge_for_display(rgb, prediction, min_size=min_display_size)
+    return overlay(big_rgb, big_prediction, draw_labels=labels)  # (H', W', 3)
+
+
 def save_outputs(
-    rgb: np.ndarray, prediction: Prediction, output_dir: Path, stem: str, labels: bool
+    rgb: np.ndarray,
+    prediction: Prediction,
+    output_dir: Path,
+    stem: str,
+    labels: bool,
+    *,
+    min_display_size: int = MIN_DISPLAY_SIZE,
 ) -> None:
-    """Write STEM_overlay.png, STEM_labels.png and, for panoptic, STEM_panoptic.png/.json."""
-    picture = overlay(rgb, prediction, draw_labels=labels)  # (H, W, 3)
-    strip = legend(prediction, width=rgb.shape[1])  # (h, W, 3)
+    """Write STEM_overlay.png (enlarged for display), STEM_labels.png and, for panoptic,
+    STEM_panoptic.png/.json (those at the image's own size: they are data, not pictures)."""
+    picture = overlay_picture(
+        rgb, prediction, labels=labels, min_display_size=min_display_size
+    )  # (H', W', 3)
+    strip = legend(prediction, width=picture.shape[1])  # (h, W', 3)
     Image.fromarray(np.concatenate([picture, strip])).save(output_dir / f"{stem}_overlay.png")
     labels_png = label_map_image(prediction.label_map, len(prediction.class_names))
     labels_png.save(output_dir / f"{stem}_labels.png")
@@ -181,7 +221,14 @@ def segment_images(predictor: Predictor, args: argparse.Namespace, vocabulary: s
             continue
         prediction = predictor.predict(rgb, vocabulary, task=args.task, min_score=args.min_score)
         stem = unique_stem(path, used_stems)
-        save_outputs(rgb, prediction, args.output, stem, labels=not args.no_labels)
+        save_outputs(
+            rgb,
+            prediction,
+            args.output,
+            stem,
+            labels=not args.no_labels,
+            min_display_size=args.min_display_size,
+        )
         done += 1
     summary = f"{done} images segmented, {len(skipped)} skipped"
     if skipped:
@@ -214,7 +261,9 @@ def segment_stream(
             prediction = predictor.predict(
                 rgb, vocabulary, task=args.task, min_score=args.min_score
             )
-            picture = overlay(rgb, prediction, draw_labels=not args.no_labels)  # (H, W, 3)
+            picture = overlay_picture(
+                rgb, prediction, labels=not args.no_labels, min_display_size=args.min_display_size
+            )  # (H', W', 3)
             if writer is None:
                 size = (picture.shape[1], picture.shape[0])  # (W, H)
                 writer = cv2.VideoWriter(

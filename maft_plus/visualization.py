@@ -4,12 +4,12 @@ Pure functions over numpy arrays and PIL (no matplotlib, no windows). Shapes: H,
 K classes in the prediction's vocabulary (any number, also past 255).
 
 The `prediction` arguments are :class:`maft_plus.predictor.Prediction` objects; only their
-attributes are read (`task`, `label_map`, `segments`, `class_names`, `segment_map`).
+attributes are read (`task`, `label_map`, `segments`, `class_names`, `segment_map`), except by
+:func:`enlarge_for_display`, which returns an enlarged copy.
 """
 
 from __future__ import annotations
 
-import colorsys
 import functools
 from typing import TYPE_CHECKING
 
@@ -18,16 +18,12 @@ from panopticapi.utils import id2rgb
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-if TYPE_CHECKING:
-    from maft_plus.prediction import Prediction, Segment
+from .colors import class_color, instance_color
+from .prediction import enlarge
 
-# Hue step of the colour walk: the golden ratio spreads any number of hues evenly around the circle.
-_GOLDEN_RATIO = 0.6180339887498949
-# Saturation and value levels cycled with the label, so that labels of nearby hue still differ.
-_SATURATIONS = (0.92, 0.6, 0.76, 0.5)
-_VALUES = (0.95, 0.8, 0.88, 0.7)
-# Per-instance shades of a class colour: > 0 mixes towards white, < 0 towards black.
-_INSTANCE_SHADES = (0.0, 0.35, -0.3, 0.18, -0.15)
+if TYPE_CHECKING:
+    from .prediction import Prediction, Segment
+
 _TEXT_COLOR = (255, 255, 255)
 _LABEL_BOX_COLOR = (24, 24, 24)
 _LEGEND_BACKGROUND = (255, 255, 255)
@@ -35,31 +31,10 @@ _LEGEND_TEXT_COLOR = (20, 20, 20)
 # The value of "no class" in a 8-bit and a 16-bit label-map png.
 IGNORE_LABEL_8BIT = 255
 IGNORE_LABEL_16BIT = 65535
-
-
-def class_color(label: int) -> tuple[int, int, int]:
-    """The RGB colour of class `label` (any non-negative int): deterministic, saturated.
-
-    Consecutive labels are far apart in hue (a golden-ratio walk); saturation and value cycle too,
-    so labels 0..999 all get different colours. No colour is near black or white.
-    """
-    if isinstance(label, bool) or not isinstance(label, int | np.integer) or label < 0:
-        raise ValueError(f"class_color needs a non-negative int label, got {label!r}")
-    label = int(label)
-    hue = (0.05 + label * _GOLDEN_RATIO) % 1.0
-    saturation = _SATURATIONS[label % 11 % len(_SATURATIONS)]
-    value = _VALUES[(label // 11) % len(_VALUES)]
-    red, green, blue = colorsys.hsv_to_rgb(hue, saturation, value)
-    return round(red * 255), round(green * 255), round(blue * 255)
-
-
-def instance_color(label: int, index: int) -> tuple[int, int, int]:
-    """The colour of the `index`-th instance of class `label`: a lighter or darker class colour."""
-    shade = _INSTANCE_SHADES[index % len(_INSTANCE_SHADES)]
-    base = np.array(class_color(label), dtype=np.float64)
-    target = 255.0 if shade > 0 else 0.0
-    mixed = base + abs(shade) * (target - base)
-    return tuple(int(round(c)) for c in mixed)
+# Pictures are enlarged until their shorter side has this many pixels, so that labels stay legible.
+MIN_DISPLAY_SIZE = 512
+# ... but never past this longer side (a 10 x 2000 strip would otherwise become 512 x 102400).
+MAX_DISPLAY_SIDE = 4096
 
 
 def segment_colors(prediction: Prediction) -> list[tuple[int, int, int]]:
@@ -149,6 +124,46 @@ def overlay(
         draw.rectangle(box, fill=_LABEL_BOX_COLOR, outline=colors[i], width=1)
         draw.text((box[0] + 3, box[1] + 2), text, font=font, fill=_TEXT_COLOR)
     return np.asarray(pil_image, dtype=np.uint8).copy()
+
+
+def display_size(height: int, width: int, *, min_size: int = MIN_DISPLAY_SIZE) -> tuple[int, int]:
+    """The (height, width) to draw an image of this size at: enlarged, aspect kept, until its
+    shorter side is `min_size` (or its longer side MAX_DISPLAY_SIDE, whichever comes first).
+
+    Images already that big, and any image when `min_size` is 0, keep their size.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"display_size needs a positive height and width, got {height}x{width}")
+    if min_size < 0:
+        raise ValueError(f"min_size must be >= 0 (0: never enlarge), got {min_size}")
+    short, long = min(height, width), max(height, width)
+    scale = min(min_size / short, max(MAX_DISPLAY_SIDE / long, 1.0))
+    if scale <= 1.0:
+        return height, width
+    return max(round(height * scale), 1), max(round(width * scale), 1)
+
+
+def enlarge_for_display(
+    image: np.ndarray, prediction: Prediction, *, min_size: int = MIN_DISPLAY_SIZE
+) -> tuple[np.ndarray, Prediction]:
+    """The image and its prediction at :func:`display_size`, for drawing an overlay on.
+
+    Args:
+        image: (H, W, 3) uint8 RGB image the prediction was made on.
+        prediction: its prediction, (H, W) maps and masks.
+        min_size: the shorter side to reach; 0 never enlarges.
+
+    Returns:
+        The (H', W', 3) image, resized bilinearly, and the prediction with every map and mask
+        enlarged nearest-neighbour (:func:`maft_plus.prediction.enlarge`), so each pixel keeps
+        a class of the original. Both come back as they were when no enlargement is needed.
+    """
+    image = _check_image(image, prediction)
+    height, width = display_size(*image.shape[:2], min_size=min_size)
+    if (height, width) == image.shape[:2]:
+        return image, prediction
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8).copy(), enlarge(prediction, height, width)
 
 
 def legend(prediction: Prediction, *, width: int, font_size: int | None = None) -> np.ndarray:

@@ -12,7 +12,9 @@ from panopticapi.utils import rgb2id
 from PIL import Image
 from script_loader import load_script
 
-from maft_plus.predictor import Predictor
+from maft_plus.prediction import enlarge
+from maft_plus.predictor import Prediction, Predictor, Segment
+from maft_plus.visualization import class_color
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ["--preset", "tiny", "--device", "cpu"]
@@ -60,7 +62,8 @@ def test_folder_skips_non_images_and_reports_a_corrupt_one(demo, tmp_path, capsy
     expected = {f"{stem}_{kind}.png" for stem in "ab" for kind in ("overlay", "labels")}
     assert {p.name for p in out.iterdir()} == expected
     overlay = Image.open(out / "a_overlay.png")
-    assert overlay.mode == "RGB" and overlay.width == 64 and overlay.height > 48  # + legend
+    # Enlarged for display: the shorter side 48 -> 512, so 64 -> 683; a legend strip below.
+    assert overlay.mode == "RGB" and overlay.width == 683 and overlay.height > 512
     labels = np.array(Image.open(out / "a_labels.png"))
     assert labels.shape == (48, 64) and labels.dtype == np.uint8
     assert set(np.unique(labels)) <= {0, 1, 2}  # semantic: every pixel has one of 3 classes
@@ -111,6 +114,74 @@ def test_panoptic_task_writes_png_and_json(demo, tmp_path):
     assert (out / "street_overlay.png").is_file() and (out / "street_labels.png").is_file()
 
 
+def blobs_prediction(prediction: Prediction) -> Prediction:
+    """`prediction` with its label map replaced by hand-drawn blobs of its 3 classes: a disc of
+    class 0 and a box and a single pixel of class 2 on class 1 (the random-init model predicts one
+    class everywhere)."""
+    height, width = prediction.label_map.shape
+    rows, cols = np.mgrid[:height, :width]  # (H, W) each
+    label_map = np.ones((height, width), dtype=np.int32)
+    label_map[(rows - 30) ** 2 + (cols - 34) ** 2 < 20**2] = 0
+    label_map[60:90, 10:50] = 2
+    label_map[80, 80] = 2
+    names = prediction.class_names
+    segments = [
+        Segment(k, k, names[k], 0.5, False, label_map == k) for k in np.unique(label_map).tolist()
+    ]
+    return Prediction("semantic", label_map, segments, names)
+
+
+@pytest.fixture
+def blob_predictions(monkeypatch) -> list[Prediction]:
+    """The model runs, but the demo gets :func:`blobs_prediction` of each prediction (recorded)."""
+    recorded = []
+    predict = Predictor.predict
+
+    def replace(self, *args, **kwargs):
+        recorded.append(blobs_prediction(predict(self, *args, **kwargs)))
+        return recorded[-1]
+
+    monkeypatch.setattr(Predictor, "predict", replace)
+    return recorded
+
+
+def test_small_images_are_enlarged_for_the_overlay_only(demo, tmp_path, blob_predictions):
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    write_images(folder, ["small.png"], size=(96, 96))
+    rgb = np.array(Image.open(folder / "small.png"))  # (96, 96, 3)
+    args = ["--input", str(folder / "small.png"), "--no-labels"]
+
+    assert demo.main([*MODEL, *CLASSES, *args, "--output", str(out)]) == 0
+
+    (prediction,) = blob_predictions
+    labels = np.array(Image.open(out / "small_labels.png"))
+    assert labels.shape == (96, 96)  # data: the image's own size
+    np.testing.assert_array_equal(labels, prediction.label_map)
+    picture = np.array(Image.open(out / "small_overlay.png"))
+    assert picture.shape[1] == 512 and picture.shape[0] > 512  # + the legend strip
+    picture = picture[:512].astype(np.int64)  # (512, 512, 3) the overlay without the legend
+
+    # Every pixel is the bilinearly enlarged image tinted by (or, on an outline, painted in) the
+    # colour of its class in the nearest-neighbour enlargement of the 96x96 label map.
+    big_labels = enlarge(prediction, 512, 512).label_map  # (512, 512)
+    source = ((np.arange(512) + 0.5) * 96 / 512).astype(int)  # (512,) nearest source, by hand
+    np.testing.assert_array_equal(big_labels, prediction.label_map[source[:, None], source])
+    colors = np.array([class_color(k) for k in range(3)])[big_labels]  # (512, 512, 3)
+    big_rgb = np.asarray(Image.fromarray(rgb).resize((512, 512), Image.Resampling.BILINEAR))
+    tinted = np.all(np.abs(picture - np.round(0.5 * big_rgb + 0.5 * colors)) <= 1, axis=-1)
+    outline = np.all(picture == colors, axis=-1)  # (512, 512)
+    assert (tinted | outline).all(), f"{(~(tinted | outline)).sum()} pixels disagree"
+    assert 0 < (outline & ~tinted).mean() < 0.1  # one-pixel outlines, drawn at the enlarged size
+    lone = outline[source == 80][:, source == 80]  # the lone pixel, now a block of 5 or 6 square
+    assert lone[[0, -1]].all() and lone[:, [0, -1]].all() and not lone[1:-1, 1:-1].any()
+
+    plain = tmp_path / "plain"
+    assert (
+        demo.main([*MODEL, *CLASSES, *args, "--output", str(plain), "--min-display-size", "0"]) == 0
+    )
+    assert Image.open(plain / "small_overlay.png").width == 96
+
+
 def write_video(path: Path, num_frames: int) -> None:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64))
     assert writer.isOpened()
@@ -140,13 +211,14 @@ def test_video_gives_an_overlay_video_with_every_frame(demo, tmp_path, capsys):
 
     assert demo.main([*MODEL, *CLASSES, "--video", str(video), "--output", str(out)]) == 0
     frames = read_frames(out / "clip_overlay.mp4")
-    assert len(frames) == 5 and frames[0].shape == (64, 64, 3)
+    assert len(frames) == 5 and frames[0].shape == (512, 512, 3)  # enlarged for display
     assert "5 frames segmented" in capsys.readouterr().out
 
     short = tmp_path / "short"
     args = ["--video", str(video), "--max-frames", "2", "--output", str(short)]
-    assert demo.main([*MODEL, *CLASSES, *args]) == 0
-    assert len(read_frames(short / "clip_overlay.mp4")) == 2
+    assert demo.main([*MODEL, *CLASSES, *args, "--min-display-size", "0"]) == 0
+    frames = read_frames(short / "clip_overlay.mp4")
+    assert len(frames) == 2 and frames[0].shape == (64, 64, 3)  # 0: the frames' own size
 
 
 def test_vocabulary_file_and_preset(demo, tmp_path, recorded_class_names):

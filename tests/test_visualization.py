@@ -7,7 +7,10 @@ from PIL import Image
 
 from maft_plus.predictor import Prediction, Segment
 from maft_plus.visualization import (
+    MAX_DISPLAY_SIDE,
     class_color,
+    display_size,
+    enlarge_for_display,
     instance_color,
     label_map_image,
     legend,
@@ -117,6 +120,50 @@ def test_overlay_rejects_a_mismatched_image():
         overlay(np.zeros((H + 1, W, 3), dtype=np.uint8), make_prediction())
     with pytest.raises(ValueError, match="uint8"):
         overlay(np.zeros((H, W, 3), dtype=np.float32), make_prediction())
+
+
+@pytest.mark.parametrize(
+    ("size", "min_size", "expected"),
+    [
+        ((96, 96), 512, (512, 512)),
+        ((48, 64), 512, (512, 683)),  # the shorter side reaches 512, the aspect is kept
+        ((300, 40), 512, (3840, 512)),
+        ((600, 800), 512, (600, 800)),  # big enough already
+        ((96, 96), 0, (96, 96)),  # 0: never enlarge
+        ((10, 2000), 512, (20, MAX_DISPLAY_SIDE)),  # the longer side stops the enlargement
+        ((10, 5000), 512, (10, 5000)),  # longer than that already: as it is
+    ],
+)
+def test_display_size(size, min_size, expected):
+    assert display_size(*size, min_size=min_size) == expected
+
+
+def test_display_size_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="min_size"):
+        display_size(10, 10, min_size=-1)
+    with pytest.raises(ValueError, match="positive height and width"):
+        display_size(0, 10)
+
+
+def test_enlarge_for_display_keeps_every_pixel_class():
+    prediction = make_prediction("panoptic")
+    image = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    big_image, big = enlarge_for_display(image, prediction, min_size=256)
+    assert big_image.shape == (256, 320, 3) and big_image.dtype == np.uint8
+    assert big.label_map.shape == big.segment_map.shape == (256, 320)
+    np.testing.assert_array_equal(
+        big.label_map, np.repeat(np.repeat(prediction.label_map, 4, 0), 4, 1)
+    )
+    assert all(
+        s.mask.shape == (256, 320) and s.mask.sum() == 16 * p.mask.sum()
+        for s, p in zip(big.segments, prediction.segments, strict=True)
+    )
+    bilinear = Image.fromarray(image).resize((320, 256), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(big_image, np.asarray(bilinear))
+    same_image, same = enlarge_for_display(image, prediction, min_size=64)
+    assert same_image is image and same is prediction
+    with pytest.raises(ValueError, match="prediction is"):
+        enlarge_for_display(image[:10], prediction)
 
 
 def test_legend_shows_swatches_of_present_classes_only():

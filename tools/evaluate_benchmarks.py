@@ -4,6 +4,7 @@
     python tools/evaluate_benchmarks.py --config-file configs/panoptic/maftp_l_pano_eval.yaml
     python tools/evaluate_benchmarks.py --config-file CFG --datasets maftp_ade150_val \
         --output-dir output/bench MODEL.WEIGHTS path/to/model.pth
+    python tools/evaluate_benchmarks.py --config-file CFG --plots --grid-images 8 ...
 
 Semantic configs default to A-847, A-150, PC-459, PC-59 and PAS-20; panoptic ones to ADE20K
 panoptic. Each benchmark is evaluated with its own vocabulary: by default the reference
@@ -16,6 +17,10 @@ nothing done.
 Images or labels that cannot be used (unreadable, wrong size, class ids outside the vocabulary) are
 skipped, printed and listed in skipped_files.json; a benchmark none of whose images could be
 evaluated makes the exit status non-zero.
+With --plots, each benchmark with semantic results also gets, in --output-dir/DATASET/,
+per_class_iou.png (IoU bars), confusion.png (the most-confused classes) and prediction_grid.png
+(the first --grid-images images beside their prediction and ground truth), next to the
+evaluators' own files (sem_seg_confusion.npy, sem_seg_evaluation.pth, predictions json).
 """
 
 import argparse
@@ -33,6 +38,7 @@ from maft_plus.data.datasets import register_builtin_datasets
 from maft_plus.data.datasets.requirements import missing_files_message
 from maft_plus.data.vocabulary.datasets import vocabulary_label
 from maft_plus.evaluation import NothingEvaluatedError
+from maft_plus.evaluation.dataset_plots import write_dataset_plots
 from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
@@ -71,8 +77,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or the datasets' plain names",
     )
     parser.add_argument("--output-dir", default="output/benchmarks")
+    parser.add_argument(
+        "--plots",
+        action="store_true",
+        help="per benchmark, write per_class_iou.png, confusion.png and prediction_grid.png to "
+        "OUTPUT_DIR/DATASET/",
+    )
+    parser.add_argument(
+        "--grid-images",
+        type=int,
+        default=8,
+        metavar="N",
+        help="with --plots: images in prediction_grid.png (default 8; 0: no grid)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.grid_images < 0:
+        parser.error(f"--grid-images must be >= 0, got {args.grid_images}")
+    return args
 
 
 def parse_vocabulary_files(args: argparse.Namespace) -> dict[str, str]:
@@ -144,6 +166,14 @@ def main(argv: list[str] | None = None) -> dict:
     def keep(name: str, result: dict) -> None:
         results[name] = result
         save(output_dir, results, paper_key, vocabularies)
+        if args.plots:
+            try:
+                written = write_dataset_plots(output_dir / name, name, result)
+            except ValueError as exc:  # e.g. nothing labelled to plot: the results stay saved
+                print(f"{name}: no plots: {exc}")
+                written = []
+            if written:
+                print(f"{name}: plots {', '.join(str(p) for p in written)}")
 
     def report(name: str, skipped: list[dict]) -> None:
         if skipped:
@@ -162,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
             on_result=keep,
             on_skipped=report,
             skipped_report=output_dir / SKIPPED_REPORT,
+            output_dir=output_dir if args.plots else None,
+            grid_images=args.grid_images if args.plots else 0,
         )
     except NothingEvaluatedError as exc:
         failure = exc

@@ -9,6 +9,9 @@ outside the vocabulary) does not stop the evaluation: :class:`EvaluationMapper` 
 evaluator skips it, the good images are evaluated as if it were not in the dataset, and the skipped
 files are logged in one summary per dataset, passed to ``on_skipped`` and written to
 ``skipped_report``.
+
+On request (``output_dir``, ``grid_images``) each dataset's evaluators also write their files
+(``sem_seg_confusion.npy``, ``prediction_grid.png``, ...) to ``output_dir/<dataset name>``.
 """
 
 import datetime
@@ -40,6 +43,7 @@ from ..data.skip_records import (
 from ..data.vocabulary.datasets import dataset_vocabulary
 from .gather import all_gather_list
 from .panoptic_evaluation import PanopticSubsetEvaluator
+from .prediction_grid import PredictionGridEvaluator
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator
 
 logger = logging.getLogger(__name__)
@@ -58,20 +62,44 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def build_evaluators(
-    dataset_name: str, *, semantic_on: bool, panoptic_on: bool, output_dir: str | None = None
+    dataset_name: str,
+    *,
+    semantic_on: bool,
+    panoptic_on: bool,
+    output_dir: str | None = None,
+    grid_images: int = 0,
 ) -> list[DatasetEvaluator]:
-    """The evaluators for a dataset, by its metadata's evaluator_type and the model's outputs."""
-    evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
+    """The evaluators for a dataset, by its metadata's evaluator_type and the model's outputs.
+
+    With ``grid_images`` > 0 (it needs ``output_dir``), a dataset evaluated for semantic metrics
+    also gets a :class:`PredictionGridEvaluator` drawing its first ``grid_images`` images.
+    """
+    if grid_images < 0 or (grid_images and output_dir is None):
+        raise ValueError(
+            f"grid_images: expected 0, or a positive count with an output_dir; got {grid_images} "
+            f"with output_dir {output_dir!r}"
+        )
+
+    def semantic_evaluators() -> list[DatasetEvaluator]:
+        evaluators = [
+            OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
+        ]
+        if grid_images:
+            evaluators.append(
+                PredictionGridEvaluator(dataset_name, output_dir=output_dir, num_images=grid_images)
+            )
+        return evaluators
+
+    metadata = MetadataCatalog.get(dataset_name)
+    evaluator_type = metadata.evaluator_type
     if evaluator_type == "sem_seg":
-        return [OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)]
+        return semantic_evaluators()
     if evaluator_type == "coco_panoptic_seg":
         evaluators = []
         if panoptic_on:
             evaluators.append(PanopticSubsetEvaluator(dataset_name, output_dir))
-        if semantic_on:
-            evaluators.append(
-                OpenVocabSemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
-            )
+        if semantic_on and metadata.get("sem_seg_root") is not None:  # has semantic maps
+            evaluators.extend(semantic_evaluators())
         return evaluators
     raise ValueError(f"no evaluator for {dataset_name!r} (evaluator_type {evaluator_type!r})")
 
@@ -161,6 +189,8 @@ def evaluate_datasets(
     on_skipped: Callable[[str, list[dict]], None] | None = None,
     skipped_report: str | Path | None = None,
     strict: bool = True,
+    output_dir: str | Path | None = None,
+    grid_images: int = 0,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
@@ -173,6 +203,12 @@ def evaluate_datasets(
     - ``on_skipped(name, skipped)`` gets the files left out, ``[{"file_name", "reason"}, ...]``
       (empty when none), also logged as one warning naming every file;
     - ``skipped_report``, when given, is (re)written as JSON ``{dataset name: skipped, ...}``.
+
+    With ``output_dir``, the evaluators of each dataset write their files to
+    ``output_dir/<dataset name>`` (detectron2's predictions json, ``sem_seg_evaluation.pth``,
+    ``sem_seg_confusion.npy``, ...); with ``grid_images`` > 0 as well, the semantic datasets get
+    ``prediction_grid.png`` of their first ``grid_images`` images (see :func:`build_evaluators`).
+    Without them (train_net.py) nothing is written but ``skipped_report``.
 
     Returns:
         dataset name -> results, of the datasets with at least one image evaluated.
@@ -199,7 +235,11 @@ def evaluate_datasets(
             logger.info("%s: %d classes, vocabulary %s", name, net.vocabulary.num_classes, used)
             loader = build_detection_test_loader(cfg, name, mapper=mapper)
             evaluators = build_evaluators(
-                name, semantic_on=tests.SEMANTIC_ON, panoptic_on=tests.PANOPTIC_ON
+                name,
+                semantic_on=tests.SEMANTIC_ON,
+                panoptic_on=tests.PANOPTIC_ON,
+                output_dir=None if output_dir is None else str(Path(output_dir) / name),
+                grid_images=grid_images,
             )
             result, skipped, num_images = run_evaluation(model, loader, evaluators, name)
             if result is None:

@@ -21,15 +21,19 @@ Shapes: K classes; H, W the prediction (= label) size.
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from detectron2.evaluation import SemSegEvaluator
+from detectron2.evaluation.sem_seg_evaluation import load_image_into_numpy_array
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from ..data.dataset_mappers.semantic_mapper import check_label_ids
 from ..data.skip_records import IMAGE_READ_ERRORS, SkippedRecordError, skip_record
+from ..files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +127,56 @@ def predicted_labels(output: dict, file_name: str) -> np.ndarray:
     return np.asarray(labels.cpu(), dtype=np.int64)
 
 
+def check_predicted_ids(
+    pred: np.ndarray, *, num_classes: int, file_name: str, dataset: str
+) -> None:
+    """Raise a ValueError when the (H, W) predicted ids of ``file_name`` leave 0..K-1."""
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(
+            f"the prediction for {file_name} holds class ids outside 0..{num_classes - 1}: the "
+            f"model's vocabulary must be the {num_classes} classes of {dataset}"
+        )
+
+
+def read_ground_truth(
+    label_file: str,
+    *,
+    image_file: str,
+    shape: tuple[int, int],
+    num_classes: int,
+    ignore_label: int,
+    loading_fn: Callable[..., np.ndarray] = load_image_into_numpy_array,
+) -> np.ndarray:
+    """The (H, W) int label map of ``image_file``, read from ``label_file`` with ``loading_fn``
+    (called as detectron2's ``SemSegEvaluator`` calls it) and checked; ``ignore_label`` is kept.
+
+    Args:
+        shape: (H, W) of the prediction the label is scored against.
+
+    Raises:
+        SkippedRecordError: naming the label file when it cannot be scored: missing, unreadable,
+            not of ``shape``, or holding ids outside 0..K-1 other than ``ignore_label``.
+    """
+    try:
+        gt = loading_fn(label_file, dtype=int)
+    except FileNotFoundError as exc:
+        raise SkippedRecordError(f"label {label_file} of image {image_file} not found") from exc
+    except IMAGE_READ_ERRORS as exc:
+        raise SkippedRecordError(
+            f"could not read the label {label_file} of image {image_file}: {exc}"
+        ) from exc
+    if gt.shape != tuple(shape):
+        raise SkippedRecordError(
+            f"label {label_file} has shape {gt.shape} but the prediction for its image "
+            f"{image_file} is {tuple(shape)} (H, W)"
+        )
+    try:
+        check_label_ids(gt, num_classes, ignore_label, label_file)
+    except ValueError as exc:
+        raise SkippedRecordError(str(exc)) from exc
+    return gt
+
+
 class OpenVocabSemSegEvaluator(SemSegEvaluator):
     """detectron2's ``SemSegEvaluator`` plus ``mIoU_legacy`` (see :func:`segmentation_metrics`) and
     the skipping of labels that cannot be scored.
@@ -136,8 +190,11 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
     the boundary one), gathering it across processes, the predictions json written to
     ``output_dir``, and the ``mIoU`` (current definition), ``fwIoU``, ``mACC``, ``pACC``,
     ``IoU-<class>`` and ``ACC-<class>`` results. ``mIoU_legacy`` follows ``mIoU`` in the results; it
-    is computed from the same gathered confusion matrix.
+    is computed from the same gathered confusion matrix, which is also saved in ``output_dir`` as
+    ``sem_seg_confusion.npy`` ((K+1, K+1) int64, the convention of the module docstring).
     """
+
+    CONFUSION_FILE = "sem_seg_confusion.npy"
 
     def reset(self) -> None:
         super().reset()
@@ -161,12 +218,9 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
         for record, output in zip(inputs, outputs, strict=True):
             file_name = record["file_name"]
             pred = predicted_labels(output, file_name)  # (H, W)
-            if pred.size and (pred.min() < 0 or pred.max() >= self._num_classes):
-                raise ValueError(
-                    f"the prediction for {file_name} holds class ids outside "
-                    f"0..{self._num_classes - 1}: the model's vocabulary must be the "
-                    f"{self._num_classes} classes of {self._dataset_name}"
-                )
+            check_predicted_ids(
+                pred, num_classes=self._num_classes, file_name=file_name, dataset=self._dataset_name
+            )
             try:
                 gt = self._ground_truth(file_name, pred.shape)  # (H, W)
             except SkippedRecordError as exc:
@@ -188,24 +242,14 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
         Raises:
             SkippedRecordError: naming the label file when it cannot be scored.
         """
-        gt_file = self.input_file_to_gt_file[file_name]
-        try:
-            gt = self.sem_seg_loading_fn(gt_file, dtype=int)
-        except FileNotFoundError as exc:
-            raise SkippedRecordError(f"label {gt_file} of image {file_name} not found") from exc
-        except IMAGE_READ_ERRORS as exc:
-            raise SkippedRecordError(
-                f"could not read the label {gt_file} of image {file_name}: {exc}"
-            ) from exc
-        if gt.shape != tuple(pred_hw):
-            raise SkippedRecordError(
-                f"label {gt_file} has shape {gt.shape} but the prediction for its image "
-                f"{file_name} is {tuple(pred_hw)} (H, W)"
-            )
-        try:
-            check_label_ids(gt, self._num_classes, self._ignore_label, gt_file)
-        except ValueError as exc:
-            raise SkippedRecordError(str(exc)) from exc
+        gt = read_ground_truth(
+            self.input_file_to_gt_file[file_name],
+            image_file=file_name,
+            shape=pred_hw,
+            num_classes=self._num_classes,
+            ignore_label=self._ignore_label,
+            loading_fn=self.sem_seg_loading_fn,
+        )
         gt[gt == self._ignore_label] = self._num_classes
         return gt
 
@@ -242,6 +286,7 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
             path = os.path.join(self._output_dir, "sem_seg_evaluation.pth")
             with PathManager.open(path, "wb") as f:
                 torch.save(res, f)
+            self._save_confusion(Path(self._output_dir) / self.CONFUSION_FILE)
         logger.info(
             "%s: mIoU %.2f (mean over classes in the ground truth), mIoU_legacy %.2f (detectron2 "
             "v0.6: divided by the classes in the ground truth or the prediction)",
@@ -250,3 +295,12 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
             res["mIoU_legacy"],
         )
         return results
+
+    def _save_confusion(self, path: Path) -> None:
+        """Write the gathered (K+1, K+1) confusion matrix as a .npy file, whole or not at all."""
+
+        def write(file_name: str) -> None:
+            with open(file_name, "wb") as f:  # a file object: np.save would add ".npy" to a name
+                np.save(f, self._conf_matrix)
+
+        write_atomically(path, write)

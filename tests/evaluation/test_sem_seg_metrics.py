@@ -166,3 +166,11 @@ def test_evaluator_saves_the_legacy_value(tmp_path, dataset):
     saved = torch.load(tmp_path / "out" / "sem_seg_evaluation.pth", weights_only=False)
     assert saved["mIoU_legacy"] == pytest.approx(EXPECTED["mIoU_legacy"])
     assert (tmp_path / "out" / "sem_seg_predictions.json").is_file()
+
+
+def test_evaluator_saves_its_confusion_matrix(tmp_path, dataset):
+    evaluator, _ = run_evaluator(*dataset, output_dir=tmp_path / "out")
+    saved = np.load(tmp_path / "out" / OpenVocabSemSegEvaluator.CONFUSION_FILE)
+    assert saved.dtype == np.int64 and saved.sum() == 12  # the 2 images' 2x3 pixels
+    np.testing.assert_array_equal(saved, evaluator._conf_matrix)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file

@@ -3,11 +3,15 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from detectron2.data import MetadataCatalog
+from PIL import Image
 from script_loader import load_script
 
 from maft_plus.data.datasets.builtin import SYNTHETIC_FOLDER
 from maft_plus.data.synthetic import write_synthetic_dataset
+from maft_plus.evaluation import segmentation_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,3 +110,58 @@ def test_unreadable_images_are_skipped_printed_and_listed(tmp_path, monkeypatch,
         "maftp_synthetic_sem_seg_val"
     ]
     assert entry["file_name"] == str(broken) and "cannot identify image file" in entry["reason"]
+
+
+def test_plots_are_written_per_dataset(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "datasets"
+    write_synthetic_dataset(root / SYNTHETIC_FOLDER, num_train=1, num_val=3, image_size=64)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    output = tmp_path / "bench"
+    datasets = ["maftp_synthetic_sem_seg_val", "maftp_synthetic_panoptic_val"]
+    results = load_tool().main(
+        [
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+            *("--datasets", *datasets, "--output-dir", str(output)),
+            *("--plots", "--grid-images", "2"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    for name in datasets:
+        folder = output / name
+        for plot in ("per_class_iou.png", "confusion.png", "prediction_grid.png"):
+            with Image.open(folder / plot) as image:
+                assert image.format == "PNG" and min(image.size) >= 200, (name, plot)
+        assert f"{name}: plots " in printed
+        with Image.open(folder / "prediction_grid.png") as grid:
+            assert grid.height > 0.5 * grid.width  # 2 rows of 3 square pictures, and a legend
+        conf = np.load(folder / "sem_seg_confusion.npy")
+        num_classes = len(MetadataCatalog.get(name).stuff_classes)
+        assert conf.shape == (num_classes + 1, num_classes + 1)
+        assert conf.sum() == 3 * 64 * 64  # every pixel of the 3 images, ignored ones included
+        miou = results[name]["sem_seg"]["mIoU"]
+        assert segmentation_metrics(conf)["mIoU"] == pytest.approx(miou)
+
+
+def test_no_evaluator_files_without_plots(tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    write_synthetic_dataset(root / SYNTHETIC_FOLDER, num_train=1, num_val=1, image_size=64)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    output = tmp_path / "bench"
+    load_tool().main(
+        [
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny.yaml")),
+            *("--datasets", "maftp_synthetic_sem_seg_val", "--output-dir", str(output)),
+        ]
+    )
+    assert {p.name for p in output.iterdir()} == {
+        "results.json",
+        "results.md",
+        "results.csv",
+        "skipped_files.json",
+    }
+
+
+def test_grid_images_must_not_be_negative(capsys):
+    with pytest.raises(SystemExit):
+        load_tool().parse_args(["--config-file", "x.yaml", "--plots", "--grid-images", "-1"])
+    assert "--grid-images must be >= 0, got -1" in capsys.readouterr().err
