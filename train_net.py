@@ -32,6 +32,7 @@ from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
 from maft_plus.data.datasets import check_registered, register_builtin_datasets
+from maft_plus.data.datasets.register_folder import register_folder_datasets
 from maft_plus.data.vocabulary.datasets import dataset_vocabulary
 from maft_plus.evaluation.loop import (
     SKIPPED_REPORT,
@@ -165,6 +166,7 @@ def setup(args):
     cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
     register_builtin_datasets()
+    register_folder_datasets(cfg.DATASETS.FOLDERS)
     check_registered([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
     return cfg
 

@@ -24,6 +24,10 @@ def add_maft_plus_config(cfg: CN) -> None:
     cfg.INPUT.MIN_SIZE_TEST = 800  # test resize: shortest edge 800 ...
     cfg.INPUT.MAX_SIZE_TEST = 1333  # ... longest edge at most 1333
     cfg.INPUT.FORMAT = "RGB"  # CLIP's channel order
+    # Your own datasets, registered by train_net.py and the tools before DATASETS.TRAIN/TEST are
+    # read: one "name=NAME images=DIR labels=DIR classes=FILE [ignore_label=255]" string each
+    # (panoptic: panoptic_json=FILE panoptic_pngs=DIR); maft_plus/data/datasets/register_folder.py.
+    cfg.DATASETS.FOLDERS = []
 
     m = cfg.MODEL.MAFT_PLUS = CN()
     # open_clip architecture of CLIP-V and the text tower: convnext_large_d_320 (Large, D=768),

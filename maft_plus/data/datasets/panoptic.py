@@ -20,7 +20,7 @@ def register_panoptic(
     image_dir: str | Path,
     panoptic_dir: str | Path,
     panoptic_json: str | Path,
-    semantic_dir: str | Path,
+    semantic_dir: str | Path | None,
     categories: Sequence[dict],
     class_names: Sequence[str] | None = None,
     plain_class_names: Sequence[str] | None = None,
@@ -36,7 +36,7 @@ def register_panoptic(
         image_dir: the images (``<stem>.jpg``).
         panoptic_dir, panoptic_json: COCO-panoptic pngs and their json.
         semantic_dir: uint8 semantic maps (contiguous ids, ``ignore_label`` elsewhere) named like
-            the panoptic pngs.
+            the panoptic pngs; None for a dataset without them (PQ only, no mIoU).
         categories: the K json categories (``id``, ``name``, ``isthing``) in contiguous order.
         class_names: K comma-separated synonym strings to use as the vocabulary; default: the
             categories' names.
@@ -46,13 +46,15 @@ def register_panoptic(
         semantic_script: the script that makes ``semantic_dir``, if not ``prepare_script``.
     """
     image_dir, panoptic_dir = Path(image_dir), Path(panoptic_dir)
-    panoptic_json, semantic_dir = Path(panoptic_json), Path(semantic_dir)
+    panoptic_json = Path(panoptic_json)
+    semantic_dir = Path(semantic_dir) if semantic_dir is not None else None
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     forget(name)
     require(name, [image_dir, panoptic_dir, panoptic_json], prepare_script)
-    require(name, [semantic_dir], semantic_script or prepare_script)
+    if semantic_dir is not None:
+        require(name, [semantic_dir], semantic_script or prepare_script)
     names = list(class_names) if class_names is not None else [c["name"] for c in categories]
     if len(names) != len(categories):
         raise ValueError(f"{name}: {len(names)} class names for {len(categories)} categories")
@@ -71,10 +73,15 @@ def register_panoptic(
             str(panoptic_json), str(image_dir), str(panoptic_dir), id_maps
         )
         with panoptic_json.open(encoding="utf-8") as f:
-            sizes = {im["id"]: (im["height"], im["width"]) for im in json.load(f)["images"]}
+            images = {im["id"]: im for im in json.load(f)["images"]}
         for record in dicts:
-            record["sem_seg_file_name"] = str(semantic_dir / Path(record["pan_seg_file_name"]).name)
-            record["height"], record["width"] = sizes[record["image_id"]]
+            image = images[record["image_id"]]
+            # detectron2 assumes <stem>.jpg; the json names the image file itself.
+            record["file_name"] = str(image_dir / image["file_name"])
+            if semantic_dir is not None:
+                pan_name = Path(record["pan_seg_file_name"]).name
+                record["sem_seg_file_name"] = str(semantic_dir / pan_name)
+            record["height"], record["width"] = image["height"], image["width"]
         return dicts
 
     DatasetCatalog.register(name, load)
@@ -86,7 +93,7 @@ def register_panoptic(
         image_root=str(image_dir),
         panoptic_root=str(panoptic_dir),
         panoptic_json=str(panoptic_json),
-        sem_seg_root=str(semantic_dir),
+        **({"sem_seg_root": str(semantic_dir)} if semantic_dir is not None else {}),
         ignore_label=ignore_label,
         evaluator_type="coco_panoptic_seg",
         **({"stuff_colors": colors, "thing_colors": colors} if colors else {}),

@@ -32,6 +32,7 @@ def register_sem_seg(
     class_ids: Sequence[int] | None = None,
     labelled_images_only: bool = False,
     extra_files: Sequence[str | Path] = (),
+    records: Sequence[dict] | None = None,
 ) -> None:
     """Register ``name`` (replacing an earlier registration of the same name).
 
@@ -49,6 +50,9 @@ def register_sem_seg(
         labelled_images_only: the dataset is the images that have a label map (their prepare
             script leaves out maps with no labelled pixel); otherwise every image needs one.
         extra_files: other files the dataset needs (e.g. its vocabulary file).
+        records: the dataset's ``{"file_name", "sem_seg_file_name"}`` dicts when the caller has
+            paired images and labels itself (images of several formats); default: every
+            ``<stem>.<image_ext>`` image of ``image_dir`` with its label.
     """
     image_dir, label_dir = Path(image_dir), Path(label_dir)
     if name in DatasetCatalog.list():
@@ -61,6 +65,8 @@ def register_sem_seg(
         message = missing_files_message(name)
         if message:
             raise FileNotFoundError(message)
+        if records is not None:
+            return [dict(record) for record in records]
         if not labelled_images_only:
             return load_sem_seg(
                 str(label_dir), str(image_dir), gt_ext=label_ext, image_ext=image_ext
