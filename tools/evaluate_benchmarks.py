@@ -35,6 +35,7 @@ from detectron2.utils.logger import setup_logger
 from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_builtin_datasets
+from maft_plus.data.datasets.register_folder import register_folder_datasets
 from maft_plus.data.datasets.requirements import missing_files_message
 from maft_plus.data.vocabulary.datasets import vocabulary_label
 from maft_plus.evaluation import NothingEvaluatedError
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         opts += ["MODEL.MAFT_PLUS.CLASS_NAMES", args.class_names]
     cfg = setup_cfg(args.config_file, opts)
     register_builtin_datasets()
+    register_folder_datasets(cfg.DATASETS.FOLDERS)  # your own, named in the config
     default = PANOPTIC_BENCHMARKS if cfg.MODEL.MAFT_PLUS.TEST.PANOPTIC_ON else SEMANTIC_BENCHMARKS
     datasets = []
     for name in args.datasets or default:
