@@ -38,6 +38,8 @@ def setup(tmp_path_factory):
     shutil.copytree(paths.images, folder / "images")
     shutil.copytree(paths.sem_seg, folder / "labels")
     shutil.copy(synthetic.vocabulary_file, folder / "classes.txt")
+    shutil.copytree(paths.panoptic, folder / "panoptic")
+    shutil.copy(paths.panoptic_json, folder / "panoptic.json")
     torch.manual_seed(0)
     model = MAFTPlus(setup_cfg(TINY))
     MAFTPlusCheckpointer(model, save_dir=str(tmp)).save("tiny")
@@ -141,4 +143,53 @@ def test_train_net_fine_tunes_on_a_folder_named_in_the_config(setup, tmp_path):
     log = process.stdout + process.stderr
     assert process.returncode == 0, log[-3000:]
     assert "copypaste: mIoU,mIoU_legacy" in log  # evaluated on the folder after training
+    assert torch.load(output / "model_final.pth", weights_only=True)["iteration"] == 1
+
+
+def test_a_panoptic_folder_gets_the_pq_of_the_registered_dataset(setup, monkeypatch, tmp_path):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(setup["root"]))
+    panoptic_on = ("MODEL.MAFT_PLUS.TEST.PANOPTIC_ON", "True")
+    registered = load_script("tools/evaluate_benchmarks.py").main(
+        [
+            *("--config-file", TINY, "--datasets", "maftp_synthetic_panoptic_val"),
+            *("--output-dir", str(tmp_path / "bench"), "MODEL.WEIGHTS", setup["weights"]),
+            *panoptic_on,
+        ]
+    )["maftp_synthetic_panoptic_val"]["panoptic_seg"]
+    folder = setup["folder"]
+    result = load_script("tools/evaluate_folder.py").main(
+        [
+            *("--config-file", TINY, "--output-dir", str(tmp_path / "folder")),
+            *("--images", str(folder / "images"), "--classes", str(folder / "classes.txt")),
+            *("--panoptic-json", str(folder / "panoptic.json")),
+            *("--panoptic-pngs", str(folder / "panoptic")),
+            *("MODEL.WEIGHTS", setup["weights"], *panoptic_on),
+        ]
+    )
+    assert "sem_seg" not in result  # no semantic maps given: PQ only
+    assert result["panoptic_seg"] == registered
+
+
+def test_train_net_trains_on_a_panoptic_folder(setup, tmp_path):
+    folder = setup["folder"]
+    spec = (
+        f"name=my_panoptic images={folder / 'images'} classes={folder / 'classes.txt'} "
+        f"panoptic_json={folder / 'panoptic.json'} panoptic_pngs={folder / 'panoptic'}"
+    )
+    output = tmp_path / "run"
+    process = subprocess.run(
+        [
+            *(sys.executable, "train_net.py"),
+            *("--config-file", str(REPO / "configs/tiny/maftp_tiny_train.yaml")),
+            *("DATASETS.FOLDERS", f"['{spec}']", "DATASETS.TRAIN", "('my_panoptic',)"),
+            *("DATASETS.TEST", "()", "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0"),
+            *("MODEL.MAFT_PLUS.LSJ.IMAGE_SIZE", "64", "OUTPUT_DIR", str(output)),
+        ],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "DETECTRON2_DATASETS": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, (process.stdout + process.stderr)[-3000:]
     assert torch.load(output / "model_final.pth", weights_only=True)["iteration"] == 1
