@@ -17,6 +17,10 @@ nothing done.
 Images or labels that cannot be used (unreadable, wrong size, class ids outside the vocabulary) are
 skipped, printed and listed in skipped_files.json; a benchmark none of whose images could be
 evaluated makes the exit status non-zero.
+Progress is saved as it goes (in --output-dir/resume/, every --save-every images per process):
+after a kill, the same command with --resume reads the finished benchmarks back and continues the
+one in progress from its last saved state, with the same final numbers as an uninterrupted run. A
+saved state of another checkpoint, config or vocabulary is refused, never mixed in.
 With --plots, each benchmark with semantic results also gets, in --output-dir/DATASET/,
 per_class_iou.png (IoU bars), confusion.png (the most-confused classes) and prediction_grid.png
 (the first --grid-images images beside their prediction and ground truth), next to the
@@ -40,7 +44,7 @@ from maft_plus.data.datasets.requirements import missing_files_message
 from maft_plus.data.vocabulary.datasets import vocabulary_label
 from maft_plus.evaluation import NothingEvaluatedError
 from maft_plus.evaluation.dataset_plots import write_dataset_plots
-from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
+from maft_plus.evaluation.loop import RESUME_FOLDER, SKIPPED_REPORT, evaluate_datasets
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
 from maft_plus.files import write_atomically
@@ -90,6 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=8,
         metavar="N",
         help="with --plots: images in prediction_grid.png (default 8; 0: no grid)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in the same --output-dir: finished benchmarks are read "
+        "back, the one in progress continues from its last saved state",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=50,
+        help="save each process's evaluation state every N images (default 50)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
@@ -196,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
             skipped_report=output_dir / SKIPPED_REPORT,
             output_dir=output_dir if args.plots else None,
             grid_images=args.grid_images if args.plots else 0,
+            resume_dir=output_dir / RESUME_FOLDER,
+            resume=args.resume,
+            save_every=args.save_every,
         )
     except NothingEvaluatedError as exc:
         failure = exc

@@ -22,7 +22,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.data import (
+    MetadataCatalog,
+    build_detection_test_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.evaluation import (
     DatasetEvaluator,
     DatasetEvaluators,
@@ -44,6 +48,13 @@ from ..data.vocabulary.datasets import dataset_vocabulary
 from .gather import all_gather_list
 from .panoptic_evaluation import PanopticSubsetEvaluator
 from .prediction_grid import PredictionGridEvaluator
+from .resume import (
+    DatasetProgress,
+    ResumedInferenceSampler,
+    config_digest,
+    fingerprint,
+    weights_digest,
+)
 from .sem_seg_evaluation import OpenVocabSemSegEvaluator
 
 logger = logging.getLogger(__name__)
@@ -54,6 +65,7 @@ class NothingEvaluatedError(RuntimeError):
 
 
 SKIPPED_REPORT = "skipped_files.json"  # the usual name of the ``skipped_report`` file
+RESUME_FOLDER = "resume"  # the usual name of the ``resume_dir`` folder, in the output folder
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -119,11 +131,14 @@ def run_evaluation(
     data_loader,
     evaluators: Sequence[DatasetEvaluator],
     dataset_name: str,
+    progress: DatasetProgress | None = None,
 ) -> tuple[dict | None, list[dict], int]:
     """Run ``model`` over ``data_loader`` (of :class:`EvaluationMapper` outputs) and evaluate.
 
     The model runs in eval mode without gradients, on the batches' good records only; the records
     the mapper skipped and the images an evaluator skipped are collected from every process.
+    With ``progress`` (``resume.py``), the evaluators start from its loaded point (the loader then
+    holds only the rest of this process's shard) and their state is saved as the loop goes.
 
     Returns:
         results: the evaluators' results (``{"sem_seg": {...}, "panoptic_seg": {...}}``), ``{}``
@@ -133,9 +148,12 @@ def run_evaluation(
     """
     evaluator = DatasetEvaluators(list(evaluators))
     evaluator.reset()
+    skipped, num_evaluated = [], 0
+    if progress is not None:
+        progress.restore(list(evaluators))
+        skipped, num_evaluated = list(progress.point.skipped), progress.point.num_evaluated
     total = len(data_loader)
     logger.info("%s: inference on %d batches", dataset_name, total)
-    skipped, num_evaluated = [], 0
     start = time.perf_counter()
     with ExitStack() as stack:
         stack.enter_context(inference_context(model))
@@ -146,6 +164,8 @@ def run_evaluation(
             if inputs:
                 evaluator.process(inputs, model(inputs))
                 num_evaluated += len(inputs)
+            if progress is not None:
+                progress.advance(len(batch), list(evaluators), skipped, num_evaluated)
             seconds = time.perf_counter() - start
             eta = datetime.timedelta(seconds=int(seconds / (idx + 1) * (total - idx - 1)))
             log_every_n_seconds(
@@ -191,6 +211,9 @@ def evaluate_datasets(
     strict: bool = True,
     output_dir: str | Path | None = None,
     grid_images: int = 0,
+    resume_dir: str | Path | None = None,
+    resume: bool = False,
+    save_every: int = 50,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on each dataset with that dataset's vocabulary.
 
@@ -210,6 +233,13 @@ def evaluate_datasets(
     ``prediction_grid.png`` of their first ``grid_images`` images (see :func:`build_evaluators`).
     Without them (train_net.py) nothing is written but ``skipped_report``.
 
+    With ``resume_dir``, each dataset's progress is saved under ``resume_dir/<dataset name>``
+    every ``save_every`` images per process, and its results when it is finished (``resume.py``).
+    ``resume`` reads finished datasets back and continues unfinished ones from their saved
+    point; without it, earlier state there is discarded and every dataset starts over. A saved
+    state of another checkpoint, config, vocabulary or process count raises
+    :class:`~maft_plus.evaluation.resume.ResumeMismatchError`.
+
     Returns:
         dataset name -> results, of the datasets with at least one image evaluated.
 
@@ -223,6 +253,7 @@ def evaluate_datasets(
     tests = cfg.MODEL.MAFT_PLUS.TEST
     mapper = EvaluationMapper(cfg)
     results, skipped_by_dataset, failed = {}, {}, []
+    digests = None  # (weights, config) sha256, computed once when resume_dir is given
     try:
         for name in dataset_names:
             vocabulary, used = dataset_vocabulary(
@@ -233,7 +264,6 @@ def evaluate_datasets(
             )
             net.set_vocabulary(vocabulary)
             logger.info("%s: %d classes, vocabulary %s", name, net.vocabulary.num_classes, used)
-            loader = build_detection_test_loader(cfg, name, mapper=mapper)
             evaluators = build_evaluators(
                 name,
                 semantic_on=tests.SEMANTIC_ON,
@@ -241,7 +271,21 @@ def evaluate_datasets(
                 output_dir=None if output_dir is None else str(Path(output_dir) / name),
                 grid_images=grid_images,
             )
-            result, skipped, num_images = run_evaluation(model, loader, evaluators, name)
+            dicts = get_detection_dataset_dicts([name], filter_empty=False)
+            progress = None
+            if resume_dir is not None:
+                digests = digests or (weights_digest(net), config_digest(cfg))
+                expected = fingerprint(
+                    weights=digests[0],
+                    config=digests[1],
+                    vocabulary=net.vocabulary,
+                    dataset=name,
+                    num_images=len(dicts),
+                )
+                progress = DatasetProgress(Path(resume_dir) / name, expected, save_every=save_every)
+            result, skipped, num_images = _evaluate_dataset(
+                cfg, model, dicts, mapper, evaluators, name, progress, resume=resume
+            )
             if result is None:
                 failed.append(f"{name} ({num_images} images)")
             else:
@@ -274,3 +318,37 @@ def evaluate_datasets(
             raise NothingEvaluatedError(message)
         logger.error(message)
     return results
+
+
+def _evaluate_dataset(
+    cfg,
+    model: torch.nn.Module,
+    dicts: list[dict],
+    mapper: EvaluationMapper,
+    evaluators: list[DatasetEvaluator],
+    name: str,
+    progress: DatasetProgress | None,
+    *,
+    resume: bool,
+) -> tuple[dict | None, list[dict], int]:
+    """One dataset's (results, skipped, number of images): read back when finished before,
+    else computed, from the saved point when resuming (see :func:`run_evaluation`)."""
+    start = 0
+    if progress is not None and resume:
+        finished = progress.finished()
+        if finished is not None:
+            logger.info("%s: finished before, results read from %s", name, progress.folder)
+            return finished["results"], finished["skipped"], finished["num_images"]
+        start = progress.load().images_done
+    elif progress is not None:
+        progress.clear()
+    loader = build_detection_test_loader(
+        dicts,
+        mapper=mapper,
+        sampler=ResumedInferenceSampler(len(dicts), start),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+    result, skipped, num_images = run_evaluation(model, loader, evaluators, name, progress)
+    if progress is not None:
+        progress.finish(result, skipped, num_images)
+    return result, skipped, num_images

@@ -24,6 +24,13 @@ class PanopticSubsetEvaluator(COCOPanopticEvaluator):
     """detectron2's ``COCOPanopticEvaluator`` scored on the images it processed (PQ/SQ/RQ for all,
     things and stuff, under ``"panoptic_seg"``)."""
 
+    def state_dict(self) -> dict:
+        """The predictions so far (for a resumable evaluation, ``resume.py``)."""
+        return {"predictions": list(self._predictions)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._predictions = list(state["predictions"])
+
     def evaluate(self) -> dict | None:
         """PQ over the processed images; None off the main process."""
         predicted_ids = set(all_gather_list([p["image_id"] for p in self._predictions]))

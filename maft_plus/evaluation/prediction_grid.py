@@ -14,6 +14,7 @@ from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.evaluation import DatasetEvaluator
@@ -76,6 +77,13 @@ class PredictionGridEvaluator(DatasetEvaluator):
 
     def reset(self) -> None:
         self._samples = []
+
+    def state_dict(self) -> dict:
+        """The samples kept so far, as tensors (for a resumable evaluation, ``resume.py``)."""
+        return {"samples": [tuple(torch.from_numpy(a) for a in s) for s in self._samples]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._samples = [tuple(t.numpy() for t in sample) for sample in state["samples"]]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         """Keep (image, prediction, ground truth) of the inputs until ``num_images`` are kept.

@@ -201,6 +201,30 @@ class OpenVocabSemSegEvaluator(SemSegEvaluator):
         self._skipped: list[dict] = []
         self._num_scored = 0
 
+    def state_dict(self) -> dict:
+        """What :meth:`process` has accumulated, as tensors and lists (for a resumable
+        evaluation, ``resume.py``); :meth:`load_state_dict` puts it back."""
+        return {
+            "conf_matrix": torch.from_numpy(self._conf_matrix.copy()),
+            "b_conf_matrix": torch.from_numpy(self._b_conf_matrix.copy()),
+            "predictions": list(self._predictions),
+            "skipped": list(self._skipped),
+            "num_scored": self._num_scored,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        conf_matrix = state["conf_matrix"].numpy()
+        if conf_matrix.shape != self._conf_matrix.shape:
+            raise ValueError(
+                f"a saved confusion matrix of shape {conf_matrix.shape} does not fit "
+                f"{self._dataset_name}'s {self._conf_matrix.shape}"
+            )
+        self._conf_matrix = conf_matrix.astype(self._conf_matrix.dtype)
+        self._b_conf_matrix = state["b_conf_matrix"].numpy().astype(self._b_conf_matrix.dtype)
+        self._predictions = list(state["predictions"])
+        self._skipped = list(state["skipped"])
+        self._num_scored = int(state["num_scored"])
+
     @property
     def skipped(self) -> list[dict]:
         """The images left out, ``{"file_name", "reason"}``: this process's until :meth:`evaluate`,
