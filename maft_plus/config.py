@@ -28,6 +28,12 @@ def add_maft_plus_config(cfg: CN) -> None:
     # read: one "name=NAME images=DIR labels=DIR classes=FILE [ignore_label=255]" string each
     # (panoptic: panoptic_json=FILE panoptic_pngs=DIR); maft_plus/data/datasets/register_folder.py.
     cfg.DATASETS.FOLDERS = []
+    # A training sample whose files cannot be used (unreadable or corrupt image, label of the wrong
+    # size, ...) is logged and skipped (maft_plus/data/skipped_samples.py). The run stops when more
+    # than this share of the samples met were skipped (1.0: never) ...
+    cfg.DATALOADER.MAX_SKIPPED_FRACTION = 0.01
+    # ... and at least this many were: a few bad files early on do not stop a run.
+    cfg.DATALOADER.MIN_SKIPPED_TO_STOP = 10
 
     m = cfg.MODEL.MAFT_PLUS = CN()
     # open_clip architecture of CLIP-V and the text tower: convnext_large_d_320 (Large, D=768),

@@ -8,6 +8,13 @@ place through the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL
 recipe (``scripts/slurm_train.sh``) runs torchrun once per node and so goes through the same path.
 
 The backend is NCCL with CUDA, gloo without (CPU processes), as under detectron2's spawner.
+
+When a process dies (killed, out of memory, a crash), the run ends with an error that names its
+rank: under ``--num-gpus``, torch's ``start_processes`` stops the other processes at once and
+:func:`launch_run` raises :class:`LostProcessError` naming the rank; torchrun stops the group
+itself and prints the rank as the "Root Cause". ``timeout`` bounds what neither launcher can see, a
+collective waiting on a process that is stuck or on another machine: it is the process group's
+timeout under both launches (``train_net.py --dist-timeout-s``).
 """
 
 import logging
@@ -22,13 +29,28 @@ import torch.distributed as dist
 from detectron2.engine import launch
 from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.utils import comm
+from torch.multiprocessing.spawn import (
+    ProcessException,
+    ProcessExitedException,
+    ProcessRaisedException,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TorchrunPlace", "launch_run", "torchrun_place"]
+__all__ = [
+    "LostProcessError",
+    "TorchrunPlace",
+    "launch_run",
+    "lost_process_message",
+    "torchrun_place",
+]
 
 # What torchrun (torch.distributed.run) sets in every process it starts.
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+class LostProcessError(RuntimeError):
+    """A process of a ``--num-gpus`` run ended abnormally; the message names its rank."""
 
 
 @dataclass(frozen=True)
@@ -101,21 +123,34 @@ def launch_run(
     detectron2's ``launch`` spawns ``num_gpus`` processes per machine (a single one runs ``main``
     in this process).
 
+    Args:
+        timeout: the process group's timeout: how long a collective waits for a process that
+            neither dies nor answers before it fails.
+
     Returns:
         What ``main`` returns, under torchrun and in a single process (detectron2's spawner does
         not return its children's results).
+
+    Raises:
+        LostProcessError: under ``--num-gpus``, a process died or failed (the others are stopped).
     """
     place = torchrun_place()
     if place is None:
-        return launch(
-            main,
-            num_gpus,
-            num_machines=num_machines,
-            machine_rank=machine_rank,
-            dist_url=dist_url,
-            args=(args,),
-            timeout=timeout,
-        )
+        try:
+            return launch(
+                main,
+                num_gpus,
+                num_machines=num_machines,
+                machine_rank=machine_rank,
+                dist_url=dist_url,
+                args=(args,),
+                timeout=timeout,
+            )
+        except ProcessException as exc:  # start_processes has stopped the other processes
+            message = lost_process_message(
+                exc, num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank
+            )
+            raise LostProcessError(message) from exc
     if num_gpus != 1 or num_machines != 1:
         raise ValueError(
             f"started by torchrun ({place.world_size} processes) with --num-gpus {num_gpus} "
@@ -129,6 +164,30 @@ def launch_run(
         return main(args)
     finally:
         dist.destroy_process_group()
+
+
+def lost_process_message(
+    exc: ProcessException, *, num_gpus: int, num_machines: int, machine_rank: int
+) -> str:
+    """What went wrong, by rank, from the exception of torch's ``start_processes`` (which names
+    the process by its index on this machine only)."""
+    rank = machine_rank * num_gpus + exc.error_index
+    who = (
+        f"rank {rank} of {num_gpus * num_machines} (process {exc.error_index} on machine "
+        f"{machine_rank}, pid {exc.error_pid})"
+    )
+    if isinstance(exc, ProcessExitedException) and exc.signal_name:
+        what = f"was killed by signal {exc.signal_name}"
+    elif isinstance(exc, ProcessExitedException):
+        what = f"exited with code {exc.exit_code}"
+    elif isinstance(exc, ProcessRaisedException):
+        what = "raised the exception above"
+    else:
+        what = f"failed: {exc}"
+    return (
+        f"training process {who} {what}; the other processes of the run were stopped. The "
+        "checkpoints written so far are kept: continue from the last one with --resume"
+    )
 
 
 def _join_torchrun_group(place: TorchrunPlace, timeout: timedelta) -> None:

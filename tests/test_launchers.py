@@ -1,8 +1,10 @@
-"""One distributed run from torchrun and from the SLURM recipe, equal to detectron2's --num-gpus.
+"""One distributed run from torchrun and from the SLURM recipe, equal to detectron2's --num-gpus;
+the process-group timeout (--dist-timeout-s) reaches both launches; a lost process is named.
 
 The runs train the tiny model for 3 iterations with 2 CPU processes (gloo). Every process runs one
 thread (torchrun's default for several processes; set for the spawner too), so that the three
 launches do the same arithmetic and their final weights can be compared exactly.
+(tests/test_training_faults.py kills a process of such a run.)
 """
 
 import os
@@ -10,14 +12,23 @@ import socket
 import stat
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException
 
+import maft_plus.launch as launch_module
 from maft_plus.data.datasets.builtin import SYNTHETIC_FOLDER
 from maft_plus.data.synthetic import write_synthetic_dataset
-from maft_plus.launch import TorchrunPlace, launch_run, torchrun_place
+from maft_plus.launch import (
+    LostProcessError,
+    TorchrunPlace,
+    launch_run,
+    lost_process_message,
+    torchrun_place,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ARGS = (
@@ -66,6 +77,88 @@ def test_a_single_torchrun_process_runs_main_here(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert launch_run(lambda args: args * 2, 21, num_gpus=1) == 42
+
+
+def parse(*argv: str):
+    from train_net import argument_parser
+
+    return argument_parser().parse_args(["--config-file", "x.yaml", *argv])
+
+
+def test_dist_timeout_reaches_the_spawner(monkeypatch):
+    from train_net import launch_main
+
+    calls = []
+    monkeypatch.setattr(launch_module, "launch", lambda *args, **kwargs: calls.append(kwargs))
+    launch_main(parse("--num-gpus", "2", "--dist-timeout-s", "42.5"), main_function=print)
+    launch_main(parse("--num-gpus", "2"), main_function=print)
+    assert [c["timeout"] for c in calls] == [timedelta(seconds=42.5), timedelta(minutes=30)]
+
+
+def test_dist_timeout_reaches_the_torchrun_process_group(monkeypatch):
+    from train_net import launch_main
+
+    for name, value in {**TORCHRUN_ENV, "RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    groups = []
+    monkeypatch.setattr(launch_module.dist, "init_process_group", lambda **kw: groups.append(kw))
+    monkeypatch.setattr(launch_module.dist, "destroy_process_group", lambda: groups.append("end"))
+    monkeypatch.setattr(launch_module.dist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(launch_module.comm, "create_local_process_group", lambda size: None)
+    monkeypatch.setattr(launch_module.comm, "synchronize", lambda: None)
+    monkeypatch.setattr(launch_module.torch.cuda, "is_available", lambda: False)
+    assert launch_main(parse("--dist-timeout-s", "7"), main_function=lambda args: "trained")
+    assert groups == [
+        {
+            "backend": "gloo",
+            "init_method": "env://",
+            "world_size": 4,
+            "rank": 0,
+            "timeout": timedelta(seconds=7),
+        },
+        "end",
+    ]
+
+
+def test_a_non_positive_dist_timeout_is_refused():
+    from train_net import launch_main
+
+    with pytest.raises(ValueError, match=r"--dist-timeout-s is 0.0; expected seconds > 0"):
+        launch_main(parse("--dist-timeout-s", "0"), main_function=print)
+
+
+@pytest.mark.parametrize(
+    ("failure", "machine_rank", "message"),
+    [
+        (
+            ProcessExitedException("", 1, 321, exit_code=-9, signal_name="SIGKILL"),
+            0,
+            r"rank 1 of 8 \(process 1 on machine 0, pid 321\) was killed by signal SIGKILL",
+        ),
+        (
+            ProcessExitedException("", 3, 654, exit_code=2),
+            1,
+            r"rank 7 of 8 \(process 3 on machine 1, pid 654\) exited with code 2",
+        ),
+        (
+            ProcessRaisedException("Traceback ...", 0, 987),
+            1,
+            r"rank 4 of 8 \(process 0 on machine 1, pid 987\) raised the exception above",
+        ),
+    ],
+)
+def test_a_failed_spawned_process_is_named_by_rank(monkeypatch, failure, machine_rank, message):
+    def failing_launch(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(launch_module, "launch", failing_launch)
+    with pytest.raises(LostProcessError, match=message) as info:
+        launch_run(print, None, num_gpus=4, num_machines=2, machine_rank=machine_rank)
+    assert info.value.__cause__ is failure
+    assert str(info.value).endswith("continue from the last one with --resume")
+    assert lost_process_message(
+        failure, num_gpus=4, num_machines=2, machine_rank=machine_rank
+    ) == str(info.value)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""Training mappers: output fields, mask/label consistency, joint augmentation, bad input."""
+"""Training mappers: output fields, mask/label consistency, joint augmentation, bad samples."""
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,13 @@ from maft_plus.data.dataset_mappers import (
     build_lsj_augmentations,
 )
 from maft_plus.data.datasets import register_synthetic, unregister
+from maft_plus.data.skipped_samples import SKIPPED_KEY, SkipLimit, SkippedSamplesError
 from maft_plus.data.synthetic import SYNTHETIC_CLASSES, write_synthetic_dataset
 
 PREFIX = "test_dataset_mappers"
 K = len(SYNTHETIC_CLASSES)
 SIZE = 64
+LIMIT = SkipLimit(max_fraction=0.5, min_skipped=3)
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,31 @@ def names(tmp_path_factory: pytest.TempPathFactory):
     unregister(names)
 
 
-def _semantic_mapper(augmentations: list) -> SemanticTrainMapper:
+def _semantic_mapper(augmentations: list, limit: SkipLimit = LIMIT) -> SemanticTrainMapper:
     return SemanticTrainMapper(
-        augmentations=augmentations, image_format="RGB", ignore_label=255, num_classes=K
+        augmentations=augmentations,
+        image_format="RGB",
+        ignore_label=255,
+        num_classes=K,
+        skip_limit=limit,
     )
 
 
 def _panoptic_mapper(augmentations: list) -> PanopticTrainMapper:
     return PanopticTrainMapper(
-        augmentations=augmentations, image_format="RGB", ignore_label=255, num_classes=K
+        augmentations=augmentations,
+        image_format="RGB",
+        ignore_label=255,
+        num_classes=K,
+        skip_limit=LIMIT,
     )
+
+
+def _reported_with_next_good(mapper, good_record: dict) -> list[dict]:
+    """The skip records that the mapper hands over with its next good sample."""
+    sample = mapper(good_record)
+    assert sample is not None
+    return sample[SKIPPED_KEY]
 
 
 def _check_sample(sample: dict, height: int, width: int) -> None:
@@ -142,20 +160,80 @@ def test_semantic_resize_keeps_image_and_label_aligned(tmp_path):
     assert (sem_seg[4:, :6] == 1).all() and (sem_seg[4:, 6:] == 2).all()
 
 
-def test_semantic_size_mismatch_names_the_file(tmp_path):
-    record, _, label = _write_asymmetric(tmp_path)
-    Image.fromarray(label[:, :8]).save(tmp_path / "label.png")
-    with pytest.raises(ValueError, match="label.png") as info:
-        _semantic_mapper([])(record)
-    assert "image.png" in str(info.value)
+def test_a_good_sample_carries_no_skip_records(tmp_path):
+    record, _, _ = _write_asymmetric(tmp_path)
+    assert SKIPPED_KEY not in _semantic_mapper([])(record)
 
 
-def test_semantic_label_id_out_of_range_names_the_file(tmp_path):
-    record, _, label = _write_asymmetric(tmp_path)
-    label[2, 2] = K
-    Image.fromarray(label).save(tmp_path / "label.png")
-    with pytest.raises(ValueError, match=rf"label\.png holds class ids \[{K}\]"):
-        _semantic_mapper([])(record)
+def _skipped_reason(mapper, bad_record: dict, good_record: dict) -> str:
+    """Map a bad record (None), then a good one, which carries the bad one's skip record."""
+    assert mapper(bad_record) is None
+    (reported,) = _reported_with_next_good(mapper, good_record)
+    assert reported["file_name"] == bad_record["file_name"]
+    assert SKIPPED_KEY not in mapper(good_record)  # handed over once
+    return reported["reason"]
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"this is not a png")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda image, label: image.unlink(), r"image .*bad/image\.png not found"),
+        (lambda image, label: _corrupt(image), r"could not read the image .*bad/image\.png"),
+        (lambda image, label: _truncate(image), r"could not read the image .*bad/image\.png"),
+        (lambda image, label: _corrupt(label), r"could not read the label .*bad/label\.png"),
+        (
+            lambda image, label: Image.open(label).crop((0, 0, 8, 6)).save(label),
+            r"label .*bad/label\.png is 8x6 \(WxH\) but its image .*bad/image\.png is 10x6",
+        ),
+        (
+            lambda image, label: Image.fromarray(np.full((6, 10), K, np.uint8)).save(label),
+            rf"label .*bad/label\.png holds class ids \[{K}\] outside 0\.\.{K - 1}",
+        ),
+    ],
+    ids=["missing", "corrupt", "truncated", "corrupt-label", "label-size", "label-ids"],
+)
+def test_a_bad_semantic_sample_is_skipped_and_reported_with_the_next(tmp_path, damage, reason):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    bad, _, _ = _write_asymmetric(tmp_path / "bad")
+    good, _, _ = _write_asymmetric(tmp_path / "good")
+    damage(Path(bad["file_name"]), Path(bad["sem_seg_file_name"]))
+    assert re.search(reason, _skipped_reason(_semantic_mapper([]), bad, good))
+
+
+def test_an_image_not_the_size_of_its_record_is_skipped(tmp_path):
+    record, _, _ = _write_asymmetric(tmp_path)
+    wrong = {**record, "height": 7, "width": 10}
+    reason = _skipped_reason(_semantic_mapper([]), wrong, record)
+    assert re.search(r"image .*image\.png is 10x6 \(WxH\) but its dataset record says 10x7", reason)
+
+
+def test_bad_samples_in_a_row_stop_the_mapper_by_name(tmp_path):
+    record, _, _ = _write_asymmetric(tmp_path)
+    bad = {**record, "file_name": str(tmp_path / "missing.png")}
+    mapper = _semantic_mapper([], SkipLimit(max_fraction=0.5, min_skipped=3))
+    assert mapper(bad) is None and mapper(bad) is None
+    with pytest.raises(SkippedSamplesError, match=r"3 of the 3 training samples") as info:
+        mapper(bad)
+    assert "missing.png not found" in str(info.value)
+
+
+def test_bad_samples_in_a_row_under_the_share_go_on(tmp_path):
+    record, _, _ = _write_asymmetric(tmp_path)
+    bad = {**record, "file_name": str(tmp_path / "missing.png")}
+    mapper = _semantic_mapper([], SkipLimit(max_fraction=0.5, min_skipped=3))
+    for _ in range(4):
+        assert mapper(record) is not None
+    assert [mapper(bad) for _ in range(3)] == [None] * 3  # 3 of 7 met: under half
+    assert len(mapper(record)[SKIPPED_KEY]) == 3
 
 
 def test_panoptic_mapper_outputs(names):
@@ -230,20 +308,31 @@ def test_panoptic_mapper_from_config(names):
     _check_sample(mapper(DatasetCatalog.get(names[2])[1]), 40, 40)
 
 
-def test_panoptic_bad_category_names_the_file(names):
+def test_a_panoptic_segment_with_a_bad_category_is_skipped(names):
+    good = DatasetCatalog.get(names[2])[1]
     record = copy.deepcopy(DatasetCatalog.get(names[2])[0])
     record["segments_info"][0]["category_id"] = K
-    with pytest.raises(ValueError, match="category_id"):
-        _panoptic_mapper([])(record)
+    reason = _skipped_reason(_panoptic_mapper([]), record, good)
+    assert re.search(rf"has category_id {K}, outside the contiguous ids 0\.\.{K - 1}", reason)
 
 
-def test_panoptic_size_mismatch_names_the_file(names, tmp_path):
+def test_a_panoptic_png_of_the_wrong_size_is_skipped(names, tmp_path):
+    good = DatasetCatalog.get(names[2])[1]
     record = copy.deepcopy(DatasetCatalog.get(names[2])[0])
     with Image.open(record["pan_seg_file_name"]) as png:
         png.crop((0, 0, SIZE, SIZE - 4)).save(tmp_path / "short.png")
     record["pan_seg_file_name"] = str(tmp_path / "short.png")
-    with pytest.raises(ValueError, match="short.png"):
-        _panoptic_mapper([])(record)
+    reason = _skipped_reason(_panoptic_mapper([]), record, good)
+    assert re.search(r"panoptic png .*short\.png is 64x60 \(WxH\)", reason)
+
+
+def test_a_corrupt_panoptic_png_is_skipped(names, tmp_path):
+    good = DatasetCatalog.get(names[2])[1]
+    record = copy.deepcopy(DatasetCatalog.get(names[2])[0])
+    _corrupt(tmp_path / "corrupt.png")
+    record["pan_seg_file_name"] = str(tmp_path / "corrupt.png")
+    reason = _skipped_reason(_panoptic_mapper([]), record, good)
+    assert "could not read the panoptic png" in reason and "corrupt.png" in reason
 
 
 def test_lsj_rejects_bad_scales():

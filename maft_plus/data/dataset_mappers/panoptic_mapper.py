@@ -8,17 +8,15 @@ one mask, crowd segments are dropped.
 Shapes: H, W the augmented image size (the target side with padding); N segments kept.
 """
 
-import copy
-
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 from panopticapi.utils import rgb2id
 
-from .train_mapper import TrainMapper
+from ..skip_records import SkippedRecordError, read_checked
+from .train_mapper import TrainMapper, read_image
 
 
 def build_lsj_augmentations(
@@ -52,37 +50,39 @@ class PanopticTrainMapper(TrainMapper):
     visible after augmentation; ``sem_seg`` (H, W) int64, each kept segment's class and
     ``ignore_label`` elsewhere (unlabeled, crowd, padding); ``height``/``width`` of the image as
     read; ``file_name``; ``image_id``.
+
+    A sample is skipped (None; see ``TrainMapper``) when its image or panoptic png is missing or
+    cannot be decoded, the two sizes differ (or the image's is not its record's), or a segment's
+    ``category_id`` is outside 0..K-1.
     """
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
-        """Jitter from ``cfg.MODEL.MAFT_PLUS.LSJ`` and ``cfg.INPUT.RANDOM_FLIP``; ignore label and
-        K from the metadata of ``cfg.DATASETS.TRAIN[0]``."""
+        """Jitter from ``cfg.MODEL.MAFT_PLUS.LSJ`` and ``cfg.INPUT.RANDOM_FLIP``; the rest from
+        ``TrainMapper.shared_options``."""
         if not is_train:
             raise ValueError("PanopticTrainMapper is for training; got is_train=False")
         lsj = cfg.MODEL.MAFT_PLUS.LSJ
         augmentations = build_lsj_augmentations(
             lsj.IMAGE_SIZE, lsj.MIN_SCALE, lsj.MAX_SCALE, cfg.INPUT.RANDOM_FLIP
         )
-        return {"augmentations": augmentations, **cls.metadata_options(cfg)}
+        return {"augmentations": augmentations, **cls.shared_options(cfg)}
 
-    def __call__(self, dataset_dict: dict) -> dict:
-        dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs
+    def map_sample(self, dataset_dict: dict) -> dict:
         image_file = dataset_dict["file_name"]
-        image = utils.read_image(image_file, format=self.image_format)
-        utils.check_image_size(dataset_dict, image)  # a ValueError naming the file on mismatch
+        image = read_image(dataset_dict, self.image_format)  # (h, w, 3)
         panoptic_file = dataset_dict.pop("pan_seg_file_name")
         dataset_dict.pop("sem_seg_file_name", None)  # rebuilt from the panoptic png below
-        panoptic_rgb = utils.read_image(panoptic_file, format="RGB")
+        panoptic_rgb = read_checked(panoptic_file, "panoptic png", image_file, "RGB")  # (h, w, 3)
         if panoptic_rgb.shape[:2] != image.shape[:2]:
-            raise ValueError(
+            raise SkippedRecordError(
                 f"panoptic png {panoptic_file} is {panoptic_rgb.shape[1]}x{panoptic_rgb.shape[0]} "
                 f"(WxH) but its image {image_file} is {image.shape[1]}x{image.shape[0]}"
             )
         segments = dataset_dict.pop("segments_info")
         for segment in segments:
             if not 0 <= segment["category_id"] < self.num_classes:
-                raise ValueError(
+                raise SkippedRecordError(
                     f"segment {segment['id']} of {panoptic_file} has category_id "
                     f"{segment['category_id']}, outside the contiguous ids "
                     f"0..{self.num_classes - 1}"

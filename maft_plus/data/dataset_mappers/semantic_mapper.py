@@ -6,8 +6,6 @@ binary target mask per class present, the ignore label excluded.
 Shapes: H, W the augmented image size; N classes present in the label.
 """
 
-import copy
-
 import numpy as np
 import torch
 from detectron2.config import CfgNode
@@ -15,7 +13,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Instances
 
-from .train_mapper import TrainMapper
+from ..skip_records import SkippedRecordError, read_checked
+from .train_mapper import TrainMapper, read_image
 
 
 class SemanticTrainMapper(TrainMapper):
@@ -25,27 +24,34 @@ class SemanticTrainMapper(TrainMapper):
     ``ignore_label`` where unlabeled; ``instances`` with ``gt_classes`` (N,) int64 and ``gt_masks``
     (N, H, W) bool, one mask per class present (``gt_masks[i] == (sem_seg == gt_classes[i])``);
     ``height``/``width`` of the image as read; ``file_name``.
+
+    A sample is skipped (None; see ``TrainMapper``) when its image or label is missing or cannot
+    be decoded, the image is not the size its record says, or the label is not a single-channel
+    map of the image's size holding only ids 0..K-1 and the ignore label.
     """
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
         """Augmentations from ``cfg.INPUT`` (MIN/MAX_SIZE_TRAIN, MIN_SIZE_TRAIN_SAMPLING,
-        RANDOM_FLIP, CROP.*); ignore label and K from the metadata of ``cfg.DATASETS.TRAIN[0]``."""
+        RANDOM_FLIP, CROP.*); the rest from ``TrainMapper.shared_options``."""
         if not is_train:
             raise ValueError("SemanticTrainMapper is for training; got is_train=False")
         augmentations = utils.build_augmentation(cfg, is_train=True)  # resize, then flip
         if cfg.INPUT.CROP.ENABLED:
             crop = T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE)
             augmentations.insert(1, crop)  # crop the resized image, before the flip
-        return {"augmentations": augmentations, **cls.metadata_options(cfg)}
+        return {"augmentations": augmentations, **cls.shared_options(cfg)}
 
-    def __call__(self, dataset_dict: dict) -> dict:
-        dataset_dict = copy.deepcopy(dataset_dict)  # the caller's dict is reused across epochs
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        utils.check_image_size(dataset_dict, image)  # a ValueError naming the file on mismatch
+    def map_sample(self, dataset_dict: dict) -> dict:
+        image_file = dataset_dict["file_name"]
+        image = read_image(dataset_dict, self.image_format)  # (h, w, 3)
         label_file = dataset_dict.pop("sem_seg_file_name")
-        label = read_label(label_file, image.shape[:2], dataset_dict["file_name"])
-        check_label_ids(label, self.num_classes, self.ignore_label, label_file)
+        label = read_checked(label_file, "label", image_file)
+        try:
+            label = check_label(label, label_file, image.shape[:2], image_file)  # (h, w)
+            check_label_ids(label, self.num_classes, self.ignore_label, label_file)
+        except ValueError as exc:  # wrong size, not a single-channel map, or ids out of range
+            raise SkippedRecordError(str(exc)) from exc
 
         aug_input = T.AugInput(image, sem_seg=label)
         self.augmentations(aug_input)
@@ -57,11 +63,6 @@ class SemanticTrainMapper(TrainMapper):
         dataset_dict["sem_seg"] = sem_seg
         dataset_dict["instances"] = class_instances(sem_seg, self.ignore_label)
         return dataset_dict
-
-
-def read_label(label_file: str, image_hw: tuple[int, int], image_file: str) -> np.ndarray:
-    """The (H, W) label map of ``label_file``, checked by :func:`check_label`."""
-    return check_label(utils.read_image(label_file), label_file, image_hw, image_file)
 
 
 def check_label(
