@@ -3,7 +3,9 @@
     python train_net.py --config-file configs/tiny/maftp_tiny_train.yaml
     python train_net.py --config-file CFG --num-gpus 8 [KEY VALUE ...]
     python train_net.py --config-file CFG --eval-only MODEL.WEIGHTS weights/maftp_l.pth
+    python train_net.py --config-file CFG --eval-only --resume ...   # continue an evaluation
     python train_net.py --config-file CFG --resume        # continue from OUTPUT_DIR/last_checkpoint
+    python train_net.py --config-file CFG --num-gpus 8 --dist-timeout-s 600   # stuck-peer bound
     torchrun --nproc_per_node 8 train_net.py --config-file CFG    # one run of 8 processes
     sbatch --nodes 2 scripts/slurm_train.sh --config-file CFG      # torchrun on every node
 
@@ -11,9 +13,13 @@ The model is MAFTPlus (maft_plus/modeling/meta_arch.py); this file only wires da
 schedule, checkpoints and evaluation into detectron2's DefaultTrainer.
 """
 
+import argparse
 import logging
 import os
 import weakref
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import torch
 from detectron2.data import MetadataCatalog, build_detection_train_loader
@@ -26,15 +32,19 @@ from detectron2.engine import (
     default_argument_parser,
     default_setup,
 )
+from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
 from maft_plus.data.datasets import check_registered, register_builtin_datasets
 from maft_plus.data.datasets.register_folder import register_folder_datasets
+from maft_plus.data.skipped_samples import SkipCountingLoader, SkipLimit
 from maft_plus.data.vocabulary.datasets import dataset_vocabulary
 from maft_plus.evaluation.loop import (
+    RESUME_FOLDER,
     SKIPPED_REPORT,
     build_evaluator,
     evaluate_datasets,
@@ -78,8 +88,9 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__, except that DDP gets device_ids only on GPUs (so that CPU
-        # processes can train with gloo), a non-finite loss stops the step, and checkpoints go
-        # through MAFTPlusCheckpointer: docs/design.md, section 7, says why it is written out.
+        # processes can train with gloo), a non-finite loss stops the step, the skipped samples
+        # are counted (SkipCountingLoader) and checkpoints go through MAFTPlusCheckpointer:
+        # docs/design.md, section 7, says why it is written out.
         TrainerBase.__init__(self)
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError(
@@ -89,7 +100,9 @@ class Trainer(DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        data_loader = SkipCountingLoader(
+            self.build_train_loader(cfg), limit=SkipLimit.from_config(cfg)
+        )
         model = create_ddp_model(  # the model itself in a single process
             model,
             broadcast_buffers=False,
@@ -148,23 +161,34 @@ class Trainer(DefaultTrainer):
         )
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None, *, strict: bool = False):
+    def test(cls, cfg, model, evaluators=None, *, strict: bool = False, resume: bool | None = None):
         """Evaluate on every DATASETS.TEST set, each with its own vocabulary; the images skipped
         (unreadable or mismatched files) are listed in OUTPUT_DIR/inference/skipped_files.json.
 
         A test set with no usable image is an error with ``strict`` (``--eval-only``); during
         training (detectron2's EvalHook calls this without it) it is logged and training goes
         on, so that the iterations since the last checkpoint are not lost.
+
+        ``resume`` True or False (``--eval-only``): progress is saved in
+        OUTPUT_DIR/inference/resume, and True continues an interrupted evaluation from it (see
+        maft_plus/evaluation/resume.py); None (during training): nothing is saved.
         """
-        report = os.path.join(cfg.OUTPUT_DIR, "inference", SKIPPED_REPORT)
+        inference = os.path.join(cfg.OUTPUT_DIR, "inference")
         return evaluate_datasets(
-            cfg, model, cfg.DATASETS.TEST, skipped_report=report, strict=strict
+            cfg,
+            model,
+            cfg.DATASETS.TEST,
+            skipped_report=os.path.join(inference, SKIPPED_REPORT),
+            strict=strict,
+            resume_dir=None if resume is None else os.path.join(inference, RESUME_FOLDER),
+            resume=bool(resume),
         )
 
 
 def setup(args):
     cfg = setup_cfg(args.config_file, args.opts)
-    default_setup(cfg, args)
+    default_setup(cfg, args)  # sets up detectron2's and fvcore's loggers; ours too:
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="maft_plus")
     register_builtin_datasets()
     register_folder_datasets(cfg.DATASETS.FOLDERS)
     check_registered([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
@@ -177,19 +201,45 @@ def main(args):
         model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
         checkpointer = MAFTPlusCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model, strict=True)
+        return Trainer.test(cfg, model, strict=True, resume=args.resume)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch_run(  # --num-gpus N spawns N processes; under torchrun, torchrun's are one run
-        main,
+def argument_parser() -> argparse.ArgumentParser:
+    """detectron2's arguments, plus ``--dist-timeout-s``."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--dist-timeout-s",
+        type=float,
+        default=DEFAULT_TIMEOUT.total_seconds(),
+        help="seconds a collective waits for a process that neither answers nor dies (stuck, or "
+        "lost on another machine) before the run fails; the process-group timeout under "
+        "--num-gpus and torchrun alike (default: detectron2's, 30 minutes)",
+    )
+    return parser
+
+
+def launch_main(args: argparse.Namespace, *, main_function: Callable[..., Any] = main) -> Any:
+    """Run ``main_function(args)`` in every process of the run that ``args`` ask for (the
+    launcher's own process under ``--num-gpus``, torchrun's processes under torchrun).
+
+    Raises:
+        LostProcessError: under ``--num-gpus``, a process died; the message names its rank.
+    """
+    if args.dist_timeout_s <= 0:
+        raise ValueError(f"--dist-timeout-s is {args.dist_timeout_s}; expected seconds > 0")
+    return launch_run(  # --num-gpus N spawns N processes; under torchrun, torchrun's are one run
+        main_function,
         args,
         num_gpus=args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
+        timeout=timedelta(seconds=args.dist_timeout_s),
     )
+
+
+if __name__ == "__main__":
+    launch_main(argument_parser().parse_args())

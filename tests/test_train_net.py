@@ -132,6 +132,20 @@ def test_eval_only_reports_miou_of_a_checkpoint(datasets_root, tmp_path):
     assert "copypaste: mIoU,mIoU_legacy,fwIoU,mACC,pACC" in log
 
 
+def test_an_eval_only_run_resumes_from_its_saved_state(datasets_root, tmp_path):
+    output = tmp_path / "train"
+    run("SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", output=output)
+    weights = ("MODEL.WEIGHTS", str(output / "model_final.pth"))
+    first = run("--eval-only", *weights, output=tmp_path / "eval")
+    assert (tmp_path / "eval/inference/resume/maftp_synthetic_sem_seg_val/finished.pt").is_file()
+    again = run("--eval-only", "--resume", *weights, output=tmp_path / "eval")
+    assert "maftp_synthetic_sem_seg_val: finished before, results read from" in again
+    numbers = [line.split("copypaste: ")[1] for line in first.splitlines() if "copypaste: " in line]
+    assert numbers == [
+        line.split("copypaste: ")[1] for line in again.splitlines() if "copypaste: " in line
+    ]
+
+
 def test_a_missing_dataset_names_the_prepare_script(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "empty"))
     process = train_net(output=tmp_path / "out", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
