@@ -1,5 +1,7 @@
-"""demo/web_demo.py with the tiny random-init predictor: its Segment callback, and the page itself
-driven by selenium in headless Chromium (skipped without chromium and chromedriver)."""
+"""demo/web_demo.py with the tiny random-init predictor: its Segment callback, its options and
+limits, the bounded text-embedding cache of its shared predictor, and the page itself driven by
+selenium in headless Chromium (skipped without chromium and chromedriver). Its behaviour over
+HTTP, under load and abuse, is tested in test_web_demo_http.py."""
 
 import io
 import shutil
@@ -14,6 +16,7 @@ import pytest
 from PIL import Image
 from script_loader import load_script
 
+from maft_plus.modeling.text_classifier import TEMPLATES
 from maft_plus.predictor import TASKS, Prediction, Predictor, Segment
 from maft_plus.visualization import overlay
 
@@ -147,6 +150,69 @@ def test_command_line_defaults_serve_locally(web_demo):
         web_demo.parse_args([])  # a model is required
 
 
+def test_limits_are_command_line_options(web_demo, capsys):
+    assert web_demo.parse_args(["--preset", "tiny"]).limits == web_demo.Limits()
+    args = web_demo.parse_args(
+        ["--preset", "tiny", "--host", "0.0.0.0", "--max-queue", "3", "--max-file-mb", "1.5"]
+        + ["--max-pixels", "1000", "--max-classes", "2", "--max-class-name-length", "9"]
+    )
+    assert args.host == "0.0.0.0"
+    assert args.limits == web_demo.Limits(
+        max_queue=3, max_file_mb=1.5, max_pixels=1000, max_classes=2, max_class_name_length=9
+    )
+    assert args.limits.max_file_bytes == 1_572_864
+    with pytest.raises(SystemExit):
+        web_demo.parse_args(["--preset", "tiny", "--max-pixels", "0"])
+    assert "--max-pixels must be a positive number, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_queue must be a positive number, got -1"):
+        web_demo.Limits(max_queue=-1)
+
+
+def test_main_serves_where_the_options_say(web_demo, monkeypatch):
+    served = {}
+    monkeypatch.setattr(web_demo, "serve", lambda app, **options: served.update(options))
+    monkeypatch.setattr(web_demo.Image, "MAX_IMAGE_PIXELS", web_demo.Image.MAX_IMAGE_PIXELS)
+    argv = ["--preset", "tiny", "--device", "cpu", "--host", "0.0.0.0", "--port", "8123"]
+    assert web_demo.main([*argv, "--max-pixels", "200000000"]) == 0
+    assert (served["host"], served["port"], served["share"]) == ("0.0.0.0", 8123, False)
+    assert served["limits"] == web_demo.Limits(max_pixels=200_000_000)
+    assert web_demo.Image.MAX_IMAGE_PIXELS == 200_000_000  # PIL's bomb guard: not below the limit
+
+
+def test_shared_predictor_bounds_the_text_embedding_cache(
+    web_demo, predictor, monkeypatch, private_cache_dir
+):
+    embedder = predictor.model.text_embedder
+    sentences: list[str] = []
+
+    def encode_text(batch: list[str]):
+        sentences.extend(batch)
+        return original_encode_text(batch)
+
+    original_encode_text = embedder.encode_text
+    monkeypatch.setattr(embedder, "encode_text", encode_text)
+    embedder.clear_cache()  # the module's predictor has served other tests
+    shared = web_demo.SharedPredictor(predictor, max_cached_synonyms=4)
+
+    def encoded_by(vocabulary: list[str]) -> set[str]:
+        """The synonyms whose embeddings predicting with ``vocabulary`` computed."""
+        sentences.clear()
+        shared.predict(sample_image(), vocabulary, "semantic")
+        assert len(embedder._cache) <= 4  # the memory the cache holds: 4 synonyms at most
+        names = {name for item in vocabulary for name in item.split(", ")}
+        return {name for name in names if TEMPLATES[0].format(name) in sentences}
+
+    assert encoded_by(["ant", "bee"]) == {"ant", "bee"}
+    assert encoded_by(["ant", "bee, cow"]) == {"cow"}  # cached: ant, bee
+    assert encoded_by(["dog"]) == {"dog"}  # 4 cached
+    assert encoded_by(["elk"]) == {"elk"}  # a 5th: the cache was cleared first
+    assert encoded_by(["ant"]) == {"ant"}  # so ant is computed again
+    # typed classes stay off the disk cache; presets (a finite set) use it
+    assert not list(private_cache_dir.rglob("*.pt"))
+    shared.predict(sample_image(), "voc20", "semantic")
+    assert list(private_cache_dir.rglob("*.pt"))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -199,7 +265,7 @@ def test_page_segments_an_uploaded_image(web_demo, predictor, browser, tmp_path,
     wait = WebDriverWait(browser, WAIT_S)
     port = free_port()
     app = web_demo.build_app(predictor, default_min_score=0.0)
-    app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    web_demo.serve(app, limits=web_demo.Limits(), port=port, block=False)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         segment = wait.until(ec.element_to_be_clickable((By.ID, "segment")))
