@@ -158,6 +158,7 @@ def test_no_evaluator_files_without_plots(tmp_path, monkeypatch):
         "results.md",
         "results.csv",
         "skipped_files.json",
+        "resume",  # the saved state that --resume reads (evaluation/resume.py)
     }
 
 
