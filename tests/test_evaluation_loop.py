@@ -1,5 +1,8 @@
 """train_net's evaluation: several test sets, each with its own vocabulary; panoptic metrics."""
 
+import re
+import time
+
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -7,6 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_synthetic, unregister
 from maft_plus.data.synthetic import write_synthetic_dataset
+from maft_plus.evaluation.loop import evaluate_datasets
 from maft_plus.modeling import MAFTPlus
 
 TINY = "configs/tiny/maftp_tiny.yaml"
@@ -94,3 +98,18 @@ def test_evaluation_is_deterministic(synthetic, tmp_path):
     first = Trainer.test(cfg, model)
     second = Trainer.test(cfg, model)
     np.testing.assert_equal(second, first)  # NaN (class absent) equals NaN here
+
+
+def test_the_loop_reports_what_it_adds_to_the_model(synthetic, tmp_path, caplog):
+    """The throughput line: images per second end to end and what the loop adds to the model's
+    own forward time, which a deliberately slow model makes large and known."""
+    cfg = setup_cfg(TINY, ["OUTPUT_DIR", str(tmp_path)])
+    model = MAFTPlus(cfg).eval()
+    model.register_forward_pre_hook(lambda m, args: time.sleep(0.2))
+    with caplog.at_level("INFO", logger="maft_plus.evaluation.loop"):
+        evaluate_datasets(cfg, model, ["maftp_evaltest_sem_seg_val"])
+    line = next(r.getMessage() for r in caplog.records if "images/s end to end" in r.getMessage())
+    found = re.search(r"took ([\d.]+) of ([\d.]+) s, .* add (\d+)%", line)
+    model_seconds, total_seconds, added = (float(v) for v in found.groups())
+    assert 3 * 0.2 <= model_seconds <= total_seconds
+    assert 0 <= added < 100 * total_seconds / model_seconds  # consistent with the two times

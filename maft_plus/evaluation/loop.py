@@ -154,6 +154,8 @@ def run_evaluation(
         skipped, num_evaluated = list(progress.point.skipped), progress.point.num_evaluated
     total = len(data_loader)
     logger.info("%s: inference on %d batches", dataset_name, total)
+    model_seconds = 0.0  # the model's own forward time, to show what the rest of the loop adds
+    evaluated_before = num_evaluated  # restored from a saved state: not timed here
     start = time.perf_counter()
     with ExitStack() as stack:
         stack.enter_context(inference_context(model))
@@ -162,7 +164,12 @@ def run_evaluation(
             skipped += [r for r in batch if is_skip_record(r)]
             inputs = [r for r in batch if not is_skip_record(r)]
             if inputs:
-                evaluator.process(inputs, model(inputs))
+                tick = time.perf_counter()
+                outputs = model(inputs)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()  # the forward's own time, not its launch
+                model_seconds += time.perf_counter() - tick
+                evaluator.process(inputs, outputs)
                 num_evaluated += len(inputs)
             if progress is not None:
                 progress.advance(len(batch), list(evaluators), skipped, num_evaluated)
@@ -190,12 +197,30 @@ def run_evaluation(
     if sum(evaluated for evaluated, _ in counts) == 0:
         return None, skipped, num_images
     results = evaluator.evaluate() or {}  # None off the main process
+    seconds = time.perf_counter() - start
+    _log_throughput(dataset_name, seconds, model_seconds, num_evaluated - evaluated_before)
     for each in evaluators:
         if isinstance(each, OpenVocabSemSegEvaluator):
             skipped += each.skipped  # every process's, after evaluate()
     if num_skipped_images(skipped) == num_images:
         return None, skipped, num_images
     return results, skipped, num_images
+
+
+def _log_throughput(dataset_name: str, seconds: float, model_seconds: float, images: int) -> None:
+    """This process's images per second end to end (loading, the model, metrics) and the share
+    of the time outside the model's forward: what data loading, resizing and metrics add."""
+    if images == 0 or seconds <= 0:
+        return
+    logger.info(
+        "%s: %.2f images/s end to end; the model's forward took %.1f of %.1f s, so loading, "
+        "resizing and metrics add %.0f%% to it",
+        dataset_name,
+        images / seconds,
+        model_seconds,
+        seconds,
+        100 * (seconds - model_seconds) / max(model_seconds, 1e-9),
+    )
 
 
 def evaluate_datasets(
