@@ -135,8 +135,14 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.TEST.INSTANCE_TOP_K = 100  # instance: (query, class) pairs kept per image
     m.TEST.SEMANTIC_CHUNK_SIZE = 64  # semantic: classes upsampled at once (memory only)
     # Inference under torch.autocast in "bfloat16" or "float16"; "" runs in float32. The pixel
-    # decoder stays in float32 (as released) and post-processing runs on float32 logits.
+    # decoder stays in float32 (as released, unless PIXEL_DECODER_AUTOCAST) and post-processing
+    # runs on float32 logits.
     m.TEST.AUTOCAST = ""
+    # The bfloat16 fast path: at inference the pixel decoder runs under the autocast in force
+    # (AUTOCAST's or the caller's) instead of in float32; its sampling locations, attention
+    # softmax and position encodings stay float32. Fast only where bfloat16 is native (a GPU, or a
+    # CPU with AVX-512-BF16 or AMX); with no autocast in force it changes nothing.
+    m.TEST.PIXEL_DECODER_AUTOCAST = False
 
 
 def setup_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:

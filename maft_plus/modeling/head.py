@@ -41,6 +41,7 @@ class MAFTPlusHead(nn.Module):
                 num_points=pd.NUM_POINTS,
                 dim_feedforward=pd.DIM_FEEDFORWARD,
                 num_groups=pd.NUM_GROUPS,
+                follow_autocast=cfg.MODEL.MAFT_PLUS.TEST.PIXEL_DECODER_AUTOCAST,
             ),
             "predictor": MAFTPlusTransformerDecoder(
                 in_channels=pd.CONV_DIM,

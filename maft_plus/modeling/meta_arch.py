@@ -223,7 +223,8 @@ class MAFTPlus(nn.Module):
             return self.losses(batched_inputs)
         images = self.preprocess(batched_inputs)
         dtype = self.autocast_dtype
-        # nullcontext, not autocast(enabled=False): leave a caller's own autocast in force
+        # nullcontext, not autocast(enabled=False): leave a caller's own autocast in force. The
+        # pixel decoder disables it inside unless TEST.PIXEL_DECODER_AUTOCAST (its follow_autocast)
         with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
             outputs = self.predict(images.tensor, with_aux=False)
         outputs = {
@@ -301,9 +302,11 @@ class MAFTPlus(nn.Module):
         elif self.cdt is not None:
             tokens = dense_to_tokens(dense, self.backbone.region_head, self.token_layout)
             text_hat = self.cdt(text_hat, tokens)  # (B, S+1, D), conditioned on each image
-        synonym_logits = self.backbone.logit_scale * torch.einsum(
-            "bqd,bsd->bqs", regions, text_hat
-        )  # (B, Q, S+1)
+        # fp32 whatever the autocast: the scale (up to 100) would amplify bf16's rounding
+        with torch.autocast(self.device.type, enabled=False):
+            synonym_logits = self.backbone.logit_scale * torch.einsum(
+                "bqd,bsd->bqs", regions.float(), text_hat.float()
+            )  # (B, Q, S+1)
         out_vocab_logits = synonym_logits_to_class_logits(
             synonym_logits, synonym_to_class, vocab.num_classes
         )  # (B, Q, K+1)

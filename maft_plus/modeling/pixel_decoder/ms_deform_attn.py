@@ -149,7 +149,9 @@ def sample_padded_table(
         attention_weights: (B, Q, M, L, P) weights of the samples.
 
     Returns:
-        (B, Q, M * Dh) attended values, heads concatenated.
+        (B, Q, M * Dh) attended values, heads concatenated, in the table's dtype. Locations and
+        weights are computed in the dtype of ``pixels`` (fp32 under autocast); the final weights
+        are rounded to the table's dtype for the bag sum, which accumulates in fp32.
     """
     batch, num_queries, num_heads, _, num_levels, num_points = pixels.shape
     if num_levels != len(spatial_shapes) or attention_weights.shape != (
@@ -208,7 +210,7 @@ def sample_padded_table(
         table,
         offsets,
         mode="sum",
-        per_sample_weights=corner_weights.reshape(-1),
+        per_sample_weights=corner_weights.reshape(-1).to(table.dtype),  # a bf16 table: bf16
     )  # (B*Q*M, Dh)
     return output.view(batch, num_queries, num_heads * head_dim)  # (B, Q, M*Dh)
 
@@ -217,7 +219,10 @@ class MultiScaleDeformableAttention(nn.Module):
     """Each query attends to P learned points around its reference point on each of L levels.
 
     The value is projected before sampling and the result projected after; the L * P attention
-    weights of a head are one softmax.
+    weights of a head are one softmax. Under autocast the value and output projections run in its
+    dtype, while the sampling offsets, the attention logits and their softmax, the locations and
+    the bilinear weights are computed in fp32 (bf16 offsets would move samples by up to 1/16
+    pixel at 8 pixels; bf16 logits would shift the softmax's weights by ~1%).
     """
 
     def __init__(
@@ -323,6 +328,34 @@ class MultiScaleDeformableAttention(nn.Module):
         """
         batch, num_queries, channels = query.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        # Where to sample and with what weight: fp32 (or wider) whatever the autocast.
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        with torch.autocast(device_type=query.device.type, enabled=False):
+            offsets, logits = self._sampling_parameters(query.to(dtype))
+        # softmax over a head's L*P logits, spelled out: 6x faster than softmax() on rows this short
+        weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+        weights = weights / weights.sum(dim=-1, keepdim=True)  # (B, Q, M, L*P)
+        # Offsets are in pixels of their level: add them to the reference points in pixels,
+        # ``(reference + offset / size) * size - 0.5`` (what `ms_deform_attn` samples) in one step.
+        sizes = torch.tensor(
+            [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device
+        )  # (L, 2) (w_l, h_l)
+        reference_pixels = (reference_points.to(dtype) * sizes - 0.5).transpose(
+            2, 3
+        )  # (B, Q, 2, L)
+        pixels = offsets + reference_pixels[:, :, None, :, :, None]  # (B, Q, M, 2, L, P)
+        weights = weights.view(batch, num_queries, heads, levels, points)
+        output = sample_padded_table(table, spatial_shapes, pixels, weights)  # (B, Q, C)
+        return self.output_proj(output)
+
+    def _sampling_parameters(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampling offsets (B, Q, M, 2, L, P) in pixels and attention logits (B, Q, M, L*P).
+
+        Args:
+            query: (B, Q, C) queries, in the dtype the offsets are wanted in.
+        """
+        batch, num_queries, channels = query.shape
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
         # The offsets' rows are reordered (m, l, p, x/y) -> (m, x/y, l, p): per head, x and y
         # come out as two contiguous runs, the layout the sampler works in.
         offset_weight = self.sampling_offsets.weight.view(heads, levels, points, 2, channels)
@@ -333,16 +366,4 @@ class MultiScaleDeformableAttention(nn.Module):
             offset_bias.permute(0, 3, 1, 2).reshape(-1),
         ).view(batch, num_queries, heads, 2, levels, points)  # (B, Q, M, 2, L, P)
         logits = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
-        # softmax over a head's L*P logits, spelled out: 6x faster than softmax() on rows this short
-        weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
-        weights = weights / weights.sum(dim=-1, keepdim=True)  # (B, Q, M, L*P)
-        # Offsets are in pixels of their level: add them to the reference points in pixels,
-        # ``(reference + offset / size) * size - 0.5`` (what `ms_deform_attn` samples) in one step.
-        sizes = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device
-        )  # (L, 2) (w_l, h_l)
-        reference_pixels = (reference_points * sizes - 0.5).transpose(2, 3)  # (B, Q, 2, L)
-        pixels = offsets + reference_pixels[:, :, None, :, :, None]  # (B, Q, M, 2, L, P)
-        weights = weights.view(batch, num_queries, heads, levels, points)
-        output = sample_padded_table(table, spatial_shapes, pixels, weights)  # (B, Q, C)
-        return self.output_proj(output)
+        return offsets, logits

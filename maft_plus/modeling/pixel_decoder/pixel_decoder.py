@@ -4,6 +4,8 @@ Shapes: B batch, C_l input channels of level l, C conv_dim, C_m mask_dim, H x W 
 h_l x w_l the map of stride s_l (H/s_l x W/s_l).
 """
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d
@@ -19,7 +21,7 @@ FPN_FEATURE = "res2"
 
 
 class MAFTPlusPixelDecoder(nn.Module):
-    """Mask2Former's multi-scale deformable-attention pixel decoder, run in fp32.
+    """Mask2Former's multi-scale deformable-attention pixel decoder, run in fp32 by default.
 
     Each of res5, res4, res3 goes through ``input_proj`` (Conv1x1 with bias + GroupNorm) and the
     deformable encoder; the encoded stride-8 map is upsampled onto ``adapter_1(res2)``, refined by
@@ -38,6 +40,7 @@ class MAFTPlusPixelDecoder(nn.Module):
         num_points: int = 4,
         dim_feedforward: int = 1024,
         num_groups: int = 32,
+        follow_autocast: bool = False,
     ) -> None:
         """
         Args:
@@ -50,6 +53,9 @@ class MAFTPlusPixelDecoder(nn.Module):
             num_points: sampling points per head and level.
             dim_feedforward: hidden width of each encoder layer's FFN.
             num_groups: GroupNorm groups of every projection.
+            follow_autocast: in eval mode, run under the autocast in force (the bfloat16 fast
+                path) instead of in fp32 with autocast disabled (as released). Sampling
+                locations, attention softmax and position encodings stay fp32 either way.
         """
         super().__init__()
         expected = {FPN_FEATURE, *ENCODER_FEATURES}
@@ -64,6 +70,7 @@ class MAFTPlusPixelDecoder(nn.Module):
             )
         self.in_channels = dict(in_channels)
         self.conv_dim = conv_dim
+        self.follow_autocast = follow_autocast
         self.input_proj = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels[name], conv_dim, kernel_size=1),
@@ -107,7 +114,9 @@ class MAFTPlusPixelDecoder(nn.Module):
             weight_init.c2_xavier_fill(conv)
 
     def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Decode the backbone pyramid (autocast is disabled inside; inputs are cast to fp32).
+        """Decode the backbone pyramid: in fp32 (autocast disabled inside, inputs cast to fp32)
+        unless ``follow_autocast`` in eval mode, where matrix products and convolutions run in
+        the autocast's dtype and the outputs come in the dtype it leaves them in.
 
         Args:
             features: res2..res5, each (B, C_l, h_l, w_l) at strides 4, 8, 16, 32.
@@ -127,19 +136,25 @@ class MAFTPlusPixelDecoder(nn.Module):
                     f"got {got}"
                 )
         device = features[FPN_FEATURE].device
-        with torch.autocast(device_type=device.type, enabled=False):
+        low_precision = (
+            self.follow_autocast and not self.training and torch.is_autocast_enabled(device.type)
+        )
+        # fp32: the inputs are cast up; under autocast they stay as the backbone left them
+        cast = (lambda x: x) if low_precision else (lambda x: x.float())
+        fp32 = torch.autocast(device_type=device.type, enabled=False)
+        with contextlib.nullcontext() if low_precision else fp32:
             srcs, pos_embeds = [], []
             for proj, name in zip(self.input_proj, ENCODER_FEATURES, strict=True):
-                x = features[name].float()  # (B, C_l, h_l, w_l)
+                x = cast(features[name])  # (B, C_l, h_l, w_l)
                 srcs.append(proj(x))  # (B, C, h_l, w_l)
                 batch, _, height, width = x.shape
-                pos_embeds.append(
+                pos_embeds.append(  # fp32 in both modes: sin/cos of angles up to 2 pi
                     sine_position_encoding(
                         batch, height, width, self.conv_dim // 2, device=device, dtype=torch.float32
                     )  # (B, C, h_l, w_l)
                 )
             multi_scale_features = self.transformer(srcs, pos_embeds)  # strides 32, 16, 8
-            lateral = self.adapter_1(features[FPN_FEATURE].float())  # (B, C, H/4, W/4)
+            lateral = self.adapter_1(cast(features[FPN_FEATURE]))  # (B, C, H/4, W/4)
             upsampled = F.interpolate(
                 # NCHW first: upsampling the encoder's channels-last strided map is ~8x slower
                 multi_scale_features[-1].contiguous(),

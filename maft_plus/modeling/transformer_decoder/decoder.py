@@ -245,9 +245,12 @@ class MAFTPlusTransformerDecoder(nn.Module):
         class_embeds = self.class_embed(
             self._mask_pooling_proj(pooled) + decoder_output
         )  # (B, Q, D)
-        class_embeds = F.normalize(class_embeds, dim=-1)
+        # Cosine logits in fp32 whatever the autocast: times a scale up to 100, bf16's rounding of
+        # the embeddings would move a logit by up to ~0.2.
+        class_embeds = F.normalize(class_embeds.float(), dim=-1)
         scale = self.logit_scale.exp().clamp(max=100)
-        synonym_logits = scale * class_embeds @ text_embeds.T  # (B, Q, S+1)
+        with torch.autocast(device_type=class_embeds.device.type, enabled=False):
+            synonym_logits = scale * class_embeds @ text_embeds.float().T  # (B, Q, S+1)
         return synonym_logits_to_class_logits(synonym_logits, synonym_to_class, num_classes)
 
     def _check_inputs(
