@@ -136,7 +136,8 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
 
 
 def measure_train(args: argparse.Namespace, spec: str) -> dict:
-    """One optimizer step (forward, backward, AdamW) of MAFTPlus(cfg, training=True)."""
+    """One optimizer step (forward, backward, AdamW) of MAFTPlus(cfg, training=True), and its ratio
+    to the step's floor (the trunks alone), timed round by round in the same run."""
     cfg = build_cfg(args)
     device = torch.device(args.device)
     model, info = build_model(args, cfg, spec, training=True)
@@ -153,15 +154,32 @@ def measure_train(args: argparse.Namespace, spec: str) -> dict:
         scaler.step(optimizer)
         scaler.update()
 
+    def floor() -> None:
+        """What no step can avoid: the student trunk's forward and backward, the teacher's
+        forward (a scalar of every feature stands in for the losses)."""
+        with autocast(args):
+            images = model.preprocess(batch).tensor  # (B, 3, H, W)
+            features = model.backbone(images)
+            if model.teacher is not None:
+                with torch.no_grad():
+                    model.teacher(images)
+        scaler.scale(sum(f.float().mean() for f in features.values())).backward()
+        optimizer.zero_grad(set_to_none=True)
+
     memory = PeakMemory(device)
     memory.start()
-    step_s = statistics.median(timed([step], device, args.warmup, args.repeats)[0])
+    step_times, floor_times = timed([step, floor], device, args.warmup, args.repeats)
+    step_s = statistics.median(step_times)
+    ratio, round_ratios = paired_ratio(step_times, floor_times)
     return {
         **info,
         "batch": args.train_batch,
         "size": size,
         "segments_per_image": args.train_segments,
         "step_ms": step_s * 1e3,
+        "floor_ms": statistics.median(floor_times) * 1e3,
+        "floor_ratio": ratio,  # the median of the rounds' step / floor
+        "round_floor_ratios": round_ratios,
         "images_per_s": args.train_batch / step_s,
         "peak_memory_mib": memory.peak_mib(),
         "memory_method": memory.method,

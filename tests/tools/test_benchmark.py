@@ -59,8 +59,13 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     assert inference["semantic_output_mib"] == 64 * 64 * (8 + 4) / 2**20
     train = saved["train"]
     assert (train["batch"], train["size"]) == (1, 64)
-    for key in ("step_ms", "images_per_s", "peak_memory_mib"):
+    for key in ("step_ms", "floor_ms", "images_per_s", "peak_memory_mib"):
         assert train[key] > 0, key
+    # The floor is a part of the step, timed in the same rounds.
+    assert train["floor_ms"] < train["step_ms"] and len(train["round_floor_ratios"]) == 1
+    assert (
+        min(train["round_floor_ratios"]) <= train["floor_ratio"] <= max(train["round_floor_ratios"])
+    )
     assert [row["segments"] for row in saved["loss_memory"]] == [2, 6]
     for row in saved["loss_memory"]:
         assert row["time_ms"] > 0 and row["peak_memory_mib"] > 0
@@ -70,6 +75,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| inference 20 synthetic classes | 20 | 69 |" in printed  # reference synonym counts
     assert "L_ma, 6 segments" in printed
+    assert "train step / floor = " in printed and "(floor) |" in printed
     assert "stages of inference 20 synthetic classes, ms: clip_v_trunk " in printed
 
 
