@@ -24,6 +24,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from .files import write_atomically
+from .modeling.meta_arch import MAFTPlus
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +228,15 @@ class MAFTPlusCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: dict[str, Any]) -> _IncompatibleKeys:
         kept = load_maft_plus_weights(self.model, {"model": checkpoint.pop("model")})
         return _IncompatibleKeys(missing_keys=kept, unexpected_keys=[], incorrect_shapes=[])
+
+
+def evaluation_model(cfg) -> nn.Module:
+    """``MAFTPlus(cfg)`` on ``MODEL.DEVICE`` in eval mode, with ``MODEL.WEIGHTS`` loaded through
+    :class:`MAFTPlusCheckpointer`; an empty ``MODEL.WEIGHTS`` keeps the model as built (its
+    pretrained CLIP only), with a warning. The evaluation tools build their model with this."""
+    model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
+    if cfg.MODEL.WEIGHTS:
+        MAFTPlusCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: evaluating the model as built (pretrained CLIP)")
+    return model

@@ -10,12 +10,14 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import random  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import open_clip  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from weights_server import WeightsServer, serving  # noqa: E402
 
 from maft_plus.modeling.backbone.tiny_clip import TINY_CLIP_NAMES  # noqa: E402
 
@@ -69,3 +71,14 @@ def tiny_clip_name(request: pytest.FixtureRequest) -> str:
 def tiny_clip(tiny_clip_name: str) -> open_clip.CLIP:
     """A tiny random-init open_clip ConvNeXt CLIP (D = 32), built offline in milliseconds."""
     return open_clip.create_model(tiny_clip_name, pretrained=None)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WeightsServer]:
+    """A local http server of weights files on 127.0.0.1, in a thread (tests/weights_server.py);
+    test_web_demo_http.py has a ``server`` fixture of its own, the web demo's."""
+    for name in ("no_proxy", "NO_PROXY"):  # never route 127.0.0.1 through a proxy
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with serving() as running:
+        yield running

@@ -3,23 +3,12 @@
 Faults (retries, truncation, sha256 pins) are in test_weights_download.py.
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from weights_server import PAYLOAD, WeightsServer, serving
+from weights_server import PAYLOAD
 
 from maft_plus.weights import cache_file_name, default_cache_dir, resolve_weights
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WeightsServer]:
-    """A local http server on 127.0.0.1 in a thread (see weights_server.py)."""
-    for name in ("no_proxy", "NO_PROXY"):  # never route 127.0.0.1 through a proxy
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with serving() as running:
-        yield running
 
 
 def test_local_path(tmp_path):

@@ -6,27 +6,16 @@ the backoff sleep is replaced by a recorder, so no test waits for it.
 
 import hashlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from weights_server import CORRUPTED, PAYLOAD, TRUNCATED_BYTES, WeightsServer, serving
+from weights_server import CORRUPTED, PAYLOAD, TRUNCATED_BYTES
 
 from maft_plus import weights
 from maft_plus.weights import ChecksumMismatch, file_sha256, resolve_weights
 
 PIN = hashlib.sha256(PAYLOAD).hexdigest()
 CORRUPTED_SHA256 = hashlib.sha256(CORRUPTED).hexdigest()
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WeightsServer]:
-    """A local http server on 127.0.0.1 in a thread (see weights_server.py)."""
-    for name in ("no_proxy", "NO_PROXY"):  # never route 127.0.0.1 through a proxy
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with serving() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -32,11 +32,10 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
-from maft_plus.checkpoint import MAFTPlusCheckpointer
+from maft_plus.checkpoint import evaluation_model
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_builtin_datasets
 from maft_plus.data.datasets.register_folder import register_folder_datasets
@@ -48,7 +47,6 @@ from maft_plus.evaluation.loop import RESUME_FOLDER, SKIPPED_REPORT, evaluate_da
 from maft_plus.evaluation.paper import PANOPTIC_BENCHMARKS, PAPER_RESULTS, SEMANTIC_BENCHMARKS
 from maft_plus.evaluation.report import results_table, to_csv, to_markdown
 from maft_plus.files import write_atomically
-from maft_plus.modeling import MAFTPlus
 
 logger = logging.getLogger("maft_plus")
 
@@ -169,11 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     paper_key = args.paper or guess_paper(args.config_file)
     output_dir = Path(args.output_dir)
 
-    model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
-    if cfg.MODEL.WEIGHTS:
-        MAFTPlusCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
-        print("MODEL.WEIGHTS is empty: evaluating the model as built (pretrained CLIP only)")
+    model = evaluation_model(cfg)
     results: dict = {}
     vocabulary_files = parse_vocabulary_files(args)
     vocabularies = {

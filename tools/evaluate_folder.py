@@ -27,10 +27,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from detectron2.utils.logger import setup_logger
 
-from maft_plus.checkpoint import MAFTPlusCheckpointer
+from maft_plus.checkpoint import evaluation_model
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets.check_folder import FolderDatasetError, check_folder_dataset
 from maft_plus.data.datasets.register_folder import FolderDataset, register_folder_dataset
@@ -41,7 +40,6 @@ from maft_plus.evaluation.dataset_plots import write_dataset_plots
 from maft_plus.evaluation.loop import SKIPPED_REPORT, evaluate_datasets
 from maft_plus.evaluation.sem_seg_evaluation import OpenVocabSemSegEvaluator, segmentation_metrics
 from maft_plus.files import write_atomically
-from maft_plus.modeling import MAFTPlus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,11 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (FolderDatasetError, ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     output_dir = Path(args.output_dir)
-    model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()
-    if cfg.MODEL.WEIGHTS:
-        MAFTPlusCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
-        print("MODEL.WEIGHTS is empty: evaluating the model as built (pretrained CLIP only)")
+    model = evaluation_model(cfg)
     try:
         results = evaluate_datasets(
             cfg,

@@ -118,21 +118,17 @@ def test_bad_files_are_listed_before_anything_runs(setup, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_train_net_fine_tunes_on_a_folder_named_in_the_config(setup, tmp_path):
-    folder = setup["folder"]
-    spec = (
-        f"name=my_train images={folder / 'images'} labels={folder / 'labels'} "
-        f"classes={folder / 'classes.txt'}"
-    )
+def train_on_folder(spec: str, name: str, tmp_path: Path, *opts: str) -> str:
+    """Train the tiny model for 2 iterations on the folder dataset ``spec`` (named ``name``),
+    registered by DATASETS.FOLDERS on the command line; return the log."""
     output = tmp_path / "run"
     process = subprocess.run(
         [
             *(sys.executable, "train_net.py"),
             *("--config-file", str(REPO / "configs/tiny/maftp_tiny_train.yaml")),
-            *("DATASETS.FOLDERS", f"['{spec}']", "DATASETS.TRAIN", "('my_train',)"),
-            *("DATASETS.TEST", "('my_train',)", "SOLVER.MAX_ITER", "2"),
-            *("DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)"),
-            *("INPUT.MIN_SIZE_TEST", "64", "OUTPUT_DIR", str(output)),
+            *("DATASETS.FOLDERS", f"['{spec}']", "DATASETS.TRAIN", f"('{name}',)"),
+            *("SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(output)),
+            *opts,
         ],
         cwd=REPO,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "DETECTRON2_DATASETS": str(tmp_path)},
@@ -142,8 +138,24 @@ def test_train_net_fine_tunes_on_a_folder_named_in_the_config(setup, tmp_path):
     )
     log = process.stdout + process.stderr
     assert process.returncode == 0, log[-3000:]
-    assert "copypaste: mIoU,mIoU_legacy" in log  # evaluated on the folder after training
     assert torch.load(output / "model_final.pth", weights_only=True)["iteration"] == 1
+    return log
+
+
+def test_train_net_fine_tunes_on_a_folder_named_in_the_config(setup, tmp_path):
+    folder = setup["folder"]
+    spec = (
+        f"name=my_train images={folder / 'images'} labels={folder / 'labels'} "
+        f"classes={folder / 'classes.txt'}"
+    )
+    log = train_on_folder(
+        spec,
+        "my_train",
+        tmp_path,
+        *("DATASETS.TEST", "('my_train',)", "INPUT.MIN_SIZE_TRAIN", "(64,)"),
+        *("INPUT.MIN_SIZE_TEST", "64"),
+    )
+    assert "copypaste: mIoU,mIoU_legacy" in log  # evaluated on the folder after training
 
 
 def test_a_panoptic_folder_gets_the_pq_of_the_registered_dataset(setup, monkeypatch, tmp_path):
@@ -176,20 +188,6 @@ def test_train_net_trains_on_a_panoptic_folder(setup, tmp_path):
         f"name=my_panoptic images={folder / 'images'} classes={folder / 'classes.txt'} "
         f"panoptic_json={folder / 'panoptic.json'} panoptic_pngs={folder / 'panoptic'}"
     )
-    output = tmp_path / "run"
-    process = subprocess.run(
-        [
-            *(sys.executable, "train_net.py"),
-            *("--config-file", str(REPO / "configs/tiny/maftp_tiny_train.yaml")),
-            *("DATASETS.FOLDERS", f"['{spec}']", "DATASETS.TRAIN", "('my_panoptic',)"),
-            *("DATASETS.TEST", "()", "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0"),
-            *("MODEL.MAFT_PLUS.LSJ.IMAGE_SIZE", "64", "OUTPUT_DIR", str(output)),
-        ],
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "DETECTRON2_DATASETS": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    train_on_folder(
+        spec, "my_panoptic", tmp_path, "DATASETS.TEST", "()", "MODEL.MAFT_PLUS.LSJ.IMAGE_SIZE", "64"
     )
-    assert process.returncode == 0, (process.stdout + process.stderr)[-3000:]
-    assert torch.load(output / "model_final.pth", weights_only=True)["iteration"] == 1
