@@ -15,6 +15,7 @@ from detectron2.projects.point_rend.point_features import (
 from torch import nn
 
 from .matcher import HungarianMatcher
+from .set_loss_settings import RELEASED_SAMPLING, RELEASED_WEIGHTS, PointSampling, TermWeights
 
 
 def logit_uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -78,8 +79,8 @@ class SetCriterion(nn.Module):
 
     ``loss_ce``: cross-entropy over the K+1 classes; unmatched queries target the void class K,
     whose weight is ``no_object_weight`` (the others 1). ``loss_mask`` (sigmoid BCE) and
-    ``loss_dice`` on matched pairs, at ``num_points`` points per mask chosen by importance
-    sampling of the predicted logits. Every loss is returned already multiplied by its weight; each
+    ``loss_dice`` on matched pairs, at the points of `PointSampling` (importance sampling of the
+    predicted logits). Every loss is returned already multiplied by its weight; each
     entry of ``aux_outputs`` gets its own matching and the same losses suffixed ``_0``, ``_1``, ...
     """
 
@@ -87,31 +88,15 @@ class SetCriterion(nn.Module):
         self,
         *,
         matcher: HungarianMatcher,
-        class_weight: float = 2.0,
-        mask_weight: float = 5.0,
-        dice_weight: float = 5.0,
+        weights: TermWeights = RELEASED_WEIGHTS,
         no_object_weight: float = 0.1,
-        num_points: int = 12544,
-        oversample_ratio: float = 3.0,
-        importance_sample_ratio: float = 0.75,
+        sampling: PointSampling = RELEASED_SAMPLING,
     ):
         super().__init__()
-        if num_points < 1:
-            raise ValueError(f"num_points must be >= 1, got {num_points}")
-        if oversample_ratio < 1:
-            raise ValueError(f"oversample_ratio must be >= 1, got {oversample_ratio}")
-        if not 0.0 <= importance_sample_ratio <= 1.0:
-            raise ValueError(
-                f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}"
-            )
         self.matcher = matcher
-        self.class_weight = class_weight
-        self.mask_weight = mask_weight
-        self.dice_weight = dice_weight
+        self.weights = weights
         self.no_object_weight = no_object_weight
-        self.num_points = num_points
-        self.oversample_ratio = oversample_ratio
-        self.importance_sample_ratio = importance_sample_ratio
+        self.sampling = sampling
 
     def class_loss(
         self,
@@ -177,9 +162,9 @@ class SetCriterion(nn.Module):
             coords = get_uncertain_point_coords_with_randomness(
                 pred,
                 logit_uncertainty,
-                self.num_points,
-                self.oversample_ratio,
-                self.importance_sample_ratio,
+                self.sampling.num_points,
+                self.sampling.oversample_ratio,
+                self.sampling.importance_sample_ratio,
             )  # (M, P, 2) in [0, 1]
             point_labels = point_sample(target, coords, align_corners=False).squeeze(1)  # (M, P)
         point_logits = point_sample(pred, coords, align_corners=False).squeeze(1)  # (M, P)
@@ -219,9 +204,9 @@ class SetCriterion(nn.Module):
                 outputs["pred_masks"], targets, indices, num_masks
             )
         return {
-            f"loss_ce{suffix}": self.class_weight * loss_ce,
-            f"loss_mask{suffix}": self.mask_weight * loss_mask,
-            f"loss_dice{suffix}": self.dice_weight * loss_dice,
+            f"loss_ce{suffix}": self.weights.class_weight * loss_ce,
+            f"loss_mask{suffix}": self.weights.mask_weight * loss_mask,
+            f"loss_dice{suffix}": self.weights.dice_weight * loss_dice,
         }
 
     @staticmethod
@@ -256,8 +241,6 @@ class SetCriterion(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"class_weight={self.class_weight}, mask_weight={self.mask_weight}, "
-            f"dice_weight={self.dice_weight}, no_object_weight={self.no_object_weight}, "
-            f"num_points={self.num_points}, oversample_ratio={self.oversample_ratio}, "
-            f"importance_sample_ratio={self.importance_sample_ratio}"
+            f"weights={self.weights}, no_object_weight={self.no_object_weight}, "
+            f"sampling={self.sampling}"
         )

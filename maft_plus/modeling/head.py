@@ -11,8 +11,8 @@ from detectron2.config import configurable
 from detectron2.modeling import ShapeSpec
 from torch import nn
 
-from .pixel_decoder import MAFTPlusPixelDecoder
-from .transformer_decoder import MAFTPlusTransformerDecoder
+from .pixel_decoder import EncoderSize, MAFTPlusPixelDecoder
+from .transformer_decoder import MAFTPlusTransformerDecoder, TextClasses
 
 PROPOSAL_INPUTS = ("res2", "res3", "res4", "res5")
 
@@ -34,12 +34,14 @@ class MAFTPlusHead(nn.Module):
         return {
             "pixel_decoder": MAFTPlusPixelDecoder(
                 in_channels={name: input_shape[name].channels for name in PROPOSAL_INPUTS},
-                conv_dim=pd.CONV_DIM,
+                encoder=EncoderSize(
+                    d_model=pd.CONV_DIM,
+                    num_heads=pd.NUM_HEADS,
+                    num_points=pd.NUM_POINTS,
+                    dim_feedforward=pd.DIM_FEEDFORWARD,
+                    num_layers=pd.NUM_ENCODER_LAYERS,
+                ),
                 mask_dim=pd.MASK_DIM,
-                num_encoder_layers=pd.NUM_ENCODER_LAYERS,
-                num_heads=pd.NUM_HEADS,
-                num_points=pd.NUM_POINTS,
-                dim_feedforward=pd.DIM_FEEDFORWARD,
                 num_groups=pd.NUM_GROUPS,
                 follow_autocast=cfg.MODEL.MAFT_PLUS.TEST.PIXEL_DECODER_AUTOCAST,
             ),
@@ -58,9 +60,7 @@ class MAFTPlusHead(nn.Module):
     def forward(
         self,
         features: dict[str, torch.Tensor],
-        text_embeds: torch.Tensor,
-        synonym_to_class: torch.Tensor,
-        num_classes: int,
+        text: TextClasses,
         *,
         with_aux: bool = True,
     ) -> dict:
@@ -68,9 +68,8 @@ class MAFTPlusHead(nn.Module):
 
         Args:
             features: res2..res5, (B, C_i, H/s_i, W/s_i); the caller detaches them.
-            text_embeds: (S+1, D) L2-normalized text rows, void last (not image-conditioned).
-            synonym_to_class: (S,) class index of each synonym.
-            num_classes: K.
+            text: the vocabulary's (S+1, D) text rows, void last (not image-conditioned), and its
+                synonym -> class map.
             with_aux: also predict ``aux_outputs`` (training); inference needs only the last.
 
         Returns:
@@ -78,11 +77,4 @@ class MAFTPlusHead(nn.Module):
             same for each earlier decoder layer (empty without ``with_aux``).
         """
         mask_features, multi_scale_features = self.pixel_decoder(features)
-        return self.predictor(
-            multi_scale_features,
-            mask_features,
-            text_embeds,
-            synonym_to_class,
-            num_classes,
-            with_aux=with_aux,
-        )
+        return self.predictor(multi_scale_features, mask_features, text, with_aux=with_aux)

@@ -9,6 +9,8 @@ from detectron2.projects.point_rend.point_features import point_sample
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from .set_loss_settings import RELEASED_WEIGHTS, TermWeights
+
 
 def match_cost_matrix(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The minimum-cost one-to-one assignment of rows (queries) to columns (targets).
@@ -70,29 +72,20 @@ def pairwise_dice(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class HungarianMatcher(nn.Module):
     """One-to-one matching of queries to target segments, image by image.
 
-    The cost of query q for target n is
-    ``cost_class * -p_q(label_n) + cost_mask * BCE(q, n) + cost_dice * dice(q, n)``, with the class
+    The cost of query q for target n is ``w_class * -p_q(label_n) + w_mask * BCE(q, n) +
+    w_dice * dice(q, n)`` with the set loss's term weights (`TermWeights`), the class
     probability a softmax over the K+1 logits and both mask terms measured on ``num_points``
     random points (one uniform set per image, shared by predictions and targets). Computed in fp32
     and without gradient.
     """
 
-    def __init__(
-        self,
-        *,
-        cost_class: float = 2.0,
-        cost_mask: float = 5.0,
-        cost_dice: float = 5.0,
-        num_points: int = 12544,
-    ):
+    def __init__(self, *, weights: TermWeights = RELEASED_WEIGHTS, num_points: int = 12544):
         super().__init__()
-        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+        if weights.class_weight == 0 and weights.mask_weight == 0 and weights.dice_weight == 0:
             raise ValueError("HungarianMatcher needs at least one non-zero cost weight")
         if num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {num_points}")
-        self.cost_class = cost_class
-        self.cost_mask = cost_mask
-        self.cost_dice = cost_dice
+        self.weights = weights
         self.num_points = num_points
 
     @torch.no_grad()
@@ -135,9 +128,9 @@ class HungarianMatcher(nn.Module):
             cost_mask = pairwise_sigmoid_bce(point_logits, point_labels)  # (Q, N)
             cost_dice = pairwise_dice(point_logits, point_labels)  # (Q, N)
             return (
-                self.cost_class * cost_class
-                + self.cost_mask * cost_mask
-                + self.cost_dice * cost_dice
+                self.weights.class_weight * cost_class
+                + self.weights.mask_weight * cost_mask
+                + self.weights.dice_weight * cost_dice
             )
 
     @torch.no_grad()
@@ -176,7 +169,4 @@ class HungarianMatcher(nn.Module):
         return indices
 
     def extra_repr(self) -> str:
-        return (
-            f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
-            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
-        )
+        return f"weights={self.weights}, num_points={self.num_points}"

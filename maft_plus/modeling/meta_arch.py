@@ -21,10 +21,16 @@ from .cdt import ContentDependentTransfer, dense_to_tokens
 from .head import PROPOSAL_INPUTS, MAFTPlusHead
 from .mask_pooling import mask_pool
 from .objective import MAFTPlusObjective
-from .postprocess import InferenceOptions, Tasks, classification_probs, image_results
+from .postprocess import (
+    ImageSizes,
+    InferenceOptions,
+    Tasks,
+    classification_probs,
+    image_results,
+)
 from .text_classifier import TextEmbedder
 from .text_mlp_adapter import TextMLPAdapter
-from .transformer_decoder import synonym_logits_to_class_logits
+from .transformer_decoder import TextClasses
 
 logger = logging.getLogger(__name__)
 
@@ -278,16 +284,17 @@ class MAFTPlus(nn.Module):
             (B, C, h, w).
         """
         vocab = self.vocabulary
-        text = self.text_embeddings()  # (S+1, D)
-        synonym_to_class = torch.tensor(vocab.synonym_to_class, device=self.device)  # (S,)
+        text = TextClasses(
+            embeds=self.text_embeddings(),  # (S+1, D)
+            synonym_to_class=torch.tensor(vocab.synonym_to_class, device=self.device),  # (S,)
+            num_classes=vocab.num_classes,
+        )
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.backbone(images)
         # The proposal generator must not train CLIP-V: it sees detached backbone features.
         proposal_inputs = {name: features[name].detach() for name in PROPOSAL_INPUTS}
-        proposals = self.sem_seg_head(
-            proposal_inputs, text, synonym_to_class, vocab.num_classes, with_aux=with_aux
-        )
+        proposals = self.sem_seg_head(proposal_inputs, text, with_aux=with_aux)
         mask_logits = proposals["pred_masks"]  # (B, Q, H/4, W/4)
 
         dense = features[DENSE_FEATURE]  # F3: (B, C, h, w)
@@ -296,7 +303,7 @@ class MAFTPlus(nn.Module):
         pooled = mask_pool(dense, mask_logits.detach())  # (B, Q, C)
         regions = self.backbone.region_head(pooled.reshape(batch * num_queries, -1, 1, 1))
         regions = F.normalize(regions.reshape(batch, num_queries, -1), dim=-1)  # (B, Q, D)
-        text_hat = text.expand(batch, -1, -1)  # (B, S+1, D)
+        text_hat = text.embeds.expand(batch, -1, -1)  # (B, S+1, D)
         if isinstance(self.cdt, TextMLPAdapter):
             text_hat = self.cdt(text_hat)  # (B, S+1, D), the same for every image
         elif self.cdt is not None:
@@ -307,9 +314,7 @@ class MAFTPlus(nn.Module):
             synonym_logits = self.backbone.logit_scale * torch.einsum(
                 "bqd,bsd->bqs", regions.float(), text_hat.float()
             )  # (B, Q, S+1)
-        out_vocab_logits = synonym_logits_to_class_logits(
-            synonym_logits, synonym_to_class, vocab.num_classes
-        )  # (B, Q, K+1)
+        out_vocab_logits = text.class_logits(synonym_logits)  # (B, Q, K+1)
         return {
             "in_vocab_logits": proposals["pred_logits"],
             "out_vocab_logits": out_vocab_logits,
@@ -335,9 +340,7 @@ class MAFTPlus(nn.Module):
                 image_results(
                     class_probs,
                     mask_logits,
-                    padded_size=padded_size,
-                    image_size=image_size,
-                    output_size=(height, width),
+                    ImageSizes(padded_size, image_size, (height, width)),
                     is_thing=self.vocabulary.is_thing,
                     tasks=tasks,
                     options=self.inference_options,

@@ -17,6 +17,7 @@ from torch import nn
 from .criterion import SetCriterion
 from .losses import mask_aware_loss, representation_compensation_loss
 from .matcher import HungarianMatcher
+from .set_loss_settings import PointSampling, TermWeights
 
 
 class MAFTPlusObjective(nn.Module):
@@ -46,22 +47,16 @@ class MAFTPlusObjective(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         loss = cfg.MODEL.MAFT_PLUS.LOSS
-        matcher = HungarianMatcher(
-            cost_class=loss.CLASS_WEIGHT,
-            cost_mask=loss.MASK_WEIGHT,
-            cost_dice=loss.DICE_WEIGHT,
-            num_points=loss.NUM_POINTS,
+        weights = TermWeights(loss.CLASS_WEIGHT, loss.MASK_WEIGHT, loss.DICE_WEIGHT)
+        sampling = PointSampling(
+            loss.NUM_POINTS, loss.OVERSAMPLE_RATIO, loss.IMPORTANCE_SAMPLE_RATIO
         )
         return {
             "set_criterion": SetCriterion(
-                matcher=matcher,
-                class_weight=loss.CLASS_WEIGHT,
-                mask_weight=loss.MASK_WEIGHT,
-                dice_weight=loss.DICE_WEIGHT,
+                matcher=HungarianMatcher(weights=weights, num_points=sampling.num_points),
+                weights=weights,
                 no_object_weight=loss.NO_OBJECT_WEIGHT,
-                num_points=loss.NUM_POINTS,
-                oversample_ratio=loss.OVERSAMPLE_RATIO,
-                importance_sample_ratio=loss.IMPORTANCE_SAMPLE_RATIO,
+                sampling=sampling,
             ),
             "deep_supervision": loss.DEEP_SUPERVISION,
             "ma_weight": loss.MA_WEIGHT,

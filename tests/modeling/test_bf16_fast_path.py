@@ -17,7 +17,7 @@ import torch
 
 from maft_plus.config import setup_cfg
 from maft_plus.modeling import MAFTPlus
-from maft_plus.modeling.pixel_decoder import MAFTPlusPixelDecoder
+from maft_plus.modeling.pixel_decoder import EncoderSize, MAFTPlusPixelDecoder
 
 from .conftest import TINY_CONFIG
 
@@ -38,12 +38,10 @@ def pixel_decoder(follow_autocast: bool) -> MAFTPlusPixelDecoder:
     torch.manual_seed(0)
     decoder = MAFTPlusPixelDecoder(
         in_channels=IN_CHANNELS,
-        conv_dim=32,
+        encoder=EncoderSize(
+            d_model=32, num_heads=4, num_points=2, dim_feedforward=64, num_layers=2
+        ),
         mask_dim=32,
-        num_encoder_layers=2,
-        num_heads=4,
-        num_points=2,
-        dim_feedforward=64,
         num_groups=8,
         follow_autocast=follow_autocast,
     )

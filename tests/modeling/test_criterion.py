@@ -7,11 +7,20 @@ import torch
 
 from maft_plus.modeling.criterion import SetCriterion
 from maft_plus.modeling.matcher import HungarianMatcher
+from maft_plus.modeling.set_loss_settings import PointSampling, TermWeights
+
+WEIGHT_NAMES = ("class_weight", "mask_weight", "dice_weight")
 
 
-def make_criterion(**kwargs) -> SetCriterion:
-    matcher = HungarianMatcher(num_points=kwargs.pop("match_points", 512))
-    return SetCriterion(matcher=matcher, **kwargs)
+def make_criterion(*, match_points: int = 512, no_object_weight: float = 0.1, **settings):
+    """A criterion from flat settings: `TermWeights`' and `PointSampling`'s field names."""
+    weights = TermWeights(**{name: settings.pop(name) for name in WEIGHT_NAMES if name in settings})
+    return SetCriterion(
+        matcher=HungarianMatcher(num_points=match_points),
+        weights=weights,
+        no_object_weight=no_object_weight,
+        sampling=PointSampling(**settings),
+    )
 
 
 def square_target(label: int, size: int = 64) -> dict:
@@ -207,3 +216,17 @@ def test_labels_outside_the_classes_are_rejected():
     outputs = random_outputs(1, 3, 2, 8)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
         make_criterion(num_points=64)(outputs, [square_target(2, 16)])  # 2 is the void index
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"num_points": 0}, "num_points must be >= 1"),
+        ({"oversample_ratio": 0.5}, "oversample_ratio must be >= 1"),
+        ({"importance_sample_ratio": 1.5}, r"importance_sample_ratio must be in \[0, 1\]"),
+        ({"dice_weight": -1.0}, "loss term weights must be >= 0"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(settings, message):
+    with pytest.raises(ValueError, match=message):
+        make_criterion(**settings)

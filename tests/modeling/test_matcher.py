@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maft_plus.modeling.matcher import HungarianMatcher, match_cost_matrix
+from maft_plus.modeling.set_loss_settings import TermWeights
 
 
 def brute_force_assignments(cost: torch.Tensor) -> list[tuple[float, tuple[int, ...]]]:
@@ -131,7 +132,7 @@ def test_the_cost_matrix_follows_the_formula_on_constant_masks():
     masks = torch.stack([torch.ones(size, size), torch.zeros(size, size)])  # (N=2, H, W)
     labels = torch.tensor([1, 0])
     torch.manual_seed(0)
-    matcher = HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=3.0, num_points=num_points)
+    matcher = HungarianMatcher(weights=TermWeights(2.0, 5.0, 3.0), num_points=num_points)
     cost = matcher.cost_matrix(class_logits, mask_logits, {"labels": labels, "masks": masks})
 
     probs = class_logits.softmax(-1)
@@ -148,7 +149,7 @@ def test_the_cost_matrix_follows_the_formula_on_constant_masks():
 def test_the_class_cost_is_minus_the_softmax_probability_of_the_target_class():
     class_logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])  # (Q=2, K+1=3)
     target = {"labels": torch.tensor([1, 0, 1]), "masks": torch.ones(3, 8, 8)}
-    matcher = HungarianMatcher(cost_class=1.0, cost_mask=0.0, cost_dice=0.0, num_points=8)
+    matcher = HungarianMatcher(weights=TermWeights(1.0, 0.0, 0.0), num_points=8)
     cost = matcher.cost_matrix(class_logits, torch.zeros(2, 4, 4), target)
     torch.testing.assert_close(cost, -class_logits.softmax(-1)[:, [1, 0, 1]])
 
@@ -189,6 +190,11 @@ def test_predictions_and_targets_are_sampled_at_the_same_points():
     cells = (torch.arange(64)[:, None] // 4 + torch.arange(64)[None, :] // 4) % 2 == 0  # (64, 64)
     target = {"labels": torch.tensor([0]), "masks": cells[None]}
     mask_logits = torch.where(cells, 20.0, -20.0)[None]  # (1, 64, 64)
-    matcher = HungarianMatcher(cost_class=0.0, cost_mask=1.0, cost_dice=0.0, num_points=4000)
+    matcher = HungarianMatcher(weights=TermWeights(0.0, 1.0, 0.0), num_points=4000)
     cost = matcher.cost_matrix(torch.zeros(1, 2), mask_logits, target)
     assert cost.item() < 2.0  # independent points would give about 10 (half the points wrong)
+
+
+def test_all_zero_cost_weights_are_refused():
+    with pytest.raises(ValueError, match="at least one non-zero cost weight"):
+        HungarianMatcher(weights=TermWeights(0.0, 0.0, 0.0))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from detectron2.structures import BitMasks
 
 from maft_plus.modeling.postprocess import (
+    ImageSizes,
     classification_probs,
     instance_inference,
     labelling,
@@ -66,7 +67,7 @@ def test_semantic_inference_hand_computed() -> None:
     class_probs = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]])  # (Q=2, K+1=3)
     # sigmoids: query 0 -> [0.75, 0.25], query 1 -> [0.5, 0.75]
     mask_logits = torch.tensor([[[LN3, -LN3]], [[0.0, LN3]]])  # (2, 1, 2)
-    sem = semantic_inference(class_probs, mask_logits, (1, 2), (1, 2), (1, 2))
+    sem = semantic_inference(class_probs, mask_logits, ImageSizes((1, 2), (1, 2), (1, 2)))
     expected = torch.tensor(
         [
             [[0.5 * 0.75 + 0.1 * 0.5, 0.5 * 0.25 + 0.1 * 0.75]],
@@ -91,7 +92,7 @@ def test_semantic_inference_matches_naive_reference(chunk_size: int, sizes: dict
     num_queries, num_classes = 5, 7
     class_probs = torch.randn(num_queries, num_classes + 1).softmax(-1)  # (Q, K+1)
     mask_logits = torch.randn(num_queries, 6, 8) * 4  # (Q, h, w)
-    sem = semantic_inference(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    sem = semantic_inference(class_probs, mask_logits, ImageSizes(**sizes), chunk_size=chunk_size)
     assert sem.shape == (num_classes, *sizes["output_size"])
     expected = _naive_semantic(class_probs, mask_logits, **sizes)
     torch.testing.assert_close(sem, expected, rtol=1e-6, atol=1e-6)
@@ -106,7 +107,7 @@ def test_semantic_inference_argmax_follows_dominant_query() -> None:
     class_probs = torch.full((3, 4), 0.05)
     class_probs[0, 0] = class_probs[1, 1] = class_probs[2, 2] = 0.85
     # Padded 32x32 (4x), cropped to 32x24 (width only), resized to 64x48 (2x).
-    sem = semantic_inference(class_probs, mask_logits, (32, 32), (32, 24), (64, 48))
+    sem = semantic_inference(class_probs, mask_logits, ImageSizes((32, 32), (32, 24), (64, 48)))
     assert sem.shape == (3, 64, 48)
     pred = sem.argmax(0)  # (H, W)
     assert (pred[0:20] == 0).all()
@@ -116,15 +117,19 @@ def test_semantic_inference_argmax_follows_dominant_query() -> None:
 
 def test_semantic_inference_bad_inputs() -> None:
     with pytest.raises(ValueError, match="mask_logits"):
-        semantic_inference(torch.rand(3, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4))
+        semantic_inference(
+            torch.rand(3, 4), torch.rand(2, 4, 4), ImageSizes((4, 4), (4, 4), (4, 4))
+        )
     with pytest.raises(ValueError, match="image_size"):
-        semantic_inference(torch.rand(2, 4), torch.rand(2, 4, 4), (4, 4), (5, 4), (4, 4))
+        semantic_inference(
+            torch.rand(2, 4), torch.rand(2, 4, 4), ImageSizes((4, 4), (5, 4), (4, 4))
+        )
     with pytest.raises(ValueError, match="chunk_size"):
         semantic_inference(
-            torch.rand(2, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4), chunk_size=0
+            torch.rand(2, 4), torch.rand(2, 4, 4), ImageSizes((4, 4), (4, 4), (4, 4)), chunk_size=0
         )
     with pytest.raises(ValueError, match="mask_logits"):
-        semantic_labels(torch.rand(3, 4), torch.rand(2, 4, 4), (4, 4), (4, 4), (4, 4))
+        semantic_labels(torch.rand(3, 4), torch.rand(2, 4, 4), ImageSizes((4, 4), (4, 4), (4, 4)))
 
 
 @pytest.mark.parametrize("sizes", SEMANTIC_SIZES)
@@ -133,8 +138,10 @@ def test_semantic_labels_are_the_argmax_and_max_of_the_scores(chunk_size, sizes)
     num_queries, num_classes = 5, 7
     class_probs = torch.randn(num_queries, num_classes + 1).softmax(-1)  # (Q, K+1)
     mask_logits = torch.randn(num_queries, 6, 8) * 4  # (Q, h, w)
-    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
-    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    labels, confidence = semantic_labels(
+        class_probs, mask_logits, ImageSizes(**sizes), chunk_size=chunk_size
+    )
+    best, expected = semantic_inference(class_probs, mask_logits, ImageSizes(**sizes)).max(dim=0)
     assert labels.dtype == torch.int64 and labels.shape == sizes["output_size"]
     assert torch.equal(labels, expected)
     torch.testing.assert_close(confidence, best, rtol=1e-6, atol=1e-6)
@@ -147,9 +154,9 @@ def test_semantic_labels_break_ties_towards_the_lower_class(chunk_size, output_s
     class_probs = torch.tensor([[0.1, 0.3, 0.0, 0.3, 0.3], [0.2, 0.25, 0.3, 0.25, 0.0]])
     mask_logits = torch.randn(2, 4, 4)
     sizes = ((4, 4), (4, 4), output_size)
-    labels, _ = semantic_labels(class_probs, mask_logits, *sizes, chunk_size=chunk_size)
+    labels, _ = semantic_labels(class_probs, mask_logits, ImageSizes(*sizes), chunk_size=chunk_size)
     assert not (labels == 3).any()
-    scores = semantic_inference(class_probs, mask_logits, *sizes)
+    scores = semantic_inference(class_probs, mask_logits, ImageSizes(*sizes))
     assert torch.equal(scores[1], scores[3])
     assert torch.equal(labels, scores.argmax(dim=0))
 
@@ -159,8 +166,8 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
     class_probs = torch.randn(4, 9).softmax(-1)  # (Q, K+1), K = 8
     mask_logits = torch.randn(4, 5, 6)
     sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(50, 60))
-    expected = semantic_inference(class_probs, mask_logits, **sizes)
-    expected_labels = semantic_labels(class_probs, mask_logits, **sizes)[0]
+    expected = semantic_inference(class_probs, mask_logits, ImageSizes(**sizes))
+    expected_labels = semantic_labels(class_probs, mask_logits, ImageSizes(**sizes))[0]
     monkeypatch.setattr(semantic_rule, "MAX_CHUNK_ELEMENTS", 3 * 50 * 60)
     seen = []
     real_chunk_scores = semantic_rule._chunk_scores
@@ -170,12 +177,16 @@ def test_chunks_hold_a_bounded_number_of_values_for_very_large_outputs(monkeypat
         return real_chunk_scores(probs_t, masks, output_size, out)
 
     monkeypatch.setattr(semantic_rule, "_chunk_scores", spy)
-    torch.testing.assert_close(semantic_inference(class_probs, mask_logits, **sizes), expected)
+    torch.testing.assert_close(
+        semantic_inference(class_probs, mask_logits, ImageSizes(**sizes)), expected
+    )
     assert seen == [3, 3, 2]
     monkeypatch.setattr(
         semantic_rule, "MAX_CHUNK_ELEMENTS", 10
     )  # less than one class: one at a time
-    assert torch.equal(semantic_labels(class_probs, mask_logits, **sizes)[0], expected_labels)
+    assert torch.equal(
+        semantic_labels(class_probs, mask_logits, ImageSizes(**sizes))[0], expected_labels
+    )
 
 
 def _peaked_inputs(seed: int, num_queries: int, num_classes: int, mask_size: tuple[int, int]):
@@ -212,11 +223,13 @@ def test_semantic_labels_score_only_the_classes_that_can_win(
     """Pruned classes (most of them, here) change nothing: labels are the scores' argmax."""
     num_classes = 60
     class_probs, mask_logits = _peaked_inputs(seed, 12, num_classes, (6, 8))
-    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    best, expected = semantic_inference(class_probs, mask_logits, ImageSizes(**sizes)).max(dim=0)
     monkeypatch.setattr(labelling, "PRUNE_TILE", 4)
     monkeypatch.setattr(labelling, "BAND_ELEMENTS", 12 * 5 * sizes["output_size"][1])
     candidates = _spy_on_candidates(monkeypatch)
-    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    labels, confidence = semantic_labels(
+        class_probs, mask_logits, ImageSizes(**sizes), chunk_size=chunk_size
+    )
     assert torch.equal(labels, expected)
     torch.testing.assert_close(confidence, best, rtol=1e-6, atol=1e-6)
     assert len(candidates) > 1 and max(candidates) < num_classes / 2  # bands; pruned hard
@@ -291,10 +304,10 @@ def test_semantic_labels_over_pixel_tiles_match_the_scores(
     class_probs = torch.randn(4, 9).softmax(-1)  # (Q, K+1), K = 8
     mask_logits = torch.randn(4, 5, 6)
     sizes = dict(padded_size=(20, 24), image_size=(18, 23), output_size=(18, 23))  # no resize
-    best, expected = semantic_inference(class_probs, mask_logits, **sizes).max(dim=0)
+    best, expected = semantic_inference(class_probs, mask_logits, ImageSizes(**sizes)).max(dim=0)
     monkeypatch.setattr(labelling, "MAX_CHUNK_ELEMENTS", max_elements)
     monkeypatch.setattr(labelling, "BAND_ELEMENTS", band_elements)
-    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes)
+    labels, confidence = semantic_labels(class_probs, mask_logits, ImageSizes(**sizes))
     assert torch.equal(labels, expected)
     torch.testing.assert_close(confidence, best)
 

@@ -3,6 +3,7 @@
 from .deformable_encoder import (
     DeformableEncoder,
     DeformableEncoderLayer,
+    EncoderSize,
     MultiScaleDeformableEncoder,
     pixel_centre_reference_points,
 )
@@ -12,6 +13,7 @@ from .pixel_decoder import MAFTPlusPixelDecoder
 __all__ = [
     "DeformableEncoder",
     "DeformableEncoderLayer",
+    "EncoderSize",
     "MAFTPlusPixelDecoder",
     "MultiScaleDeformableAttention",
     "MultiScaleDeformableEncoder",

@@ -3,10 +3,27 @@
 Shapes: B batch, C channels (d_model), L levels, h_l x w_l level l, N = sum of h_l * w_l tokens.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from .ms_deform_attn import MultiScaleDeformableAttention
+
+
+@dataclass(frozen=True)
+class EncoderSize:
+    """The sizes of a deformable encoder, passed down whole to each layer; defaults as released."""
+
+    d_model: int = 256  # C, the token width
+    num_heads: int = 8  # M, attention heads
+    num_levels: int = 3  # L, feature levels
+    num_points: int = 4  # sampling points per head and level
+    dim_feedforward: int = 1024  # hidden width of each layer's FFN
+    num_layers: int = 6  # layers in the stack (a single layer ignores it)
+
+
+RELEASED_ENCODER = EncoderSize()
 
 
 def pixel_centre_reference_points(
@@ -39,23 +56,18 @@ QUERY_CHUNK = 1024
 class DeformableEncoderLayer(nn.Module):
     """``x = norm1(x + attn(x + pos, x))``, then ``x = norm2(x + linear2(relu(linear1(x))))``."""
 
-    def __init__(
-        self,
-        *,
-        d_model: int = 256,
-        num_heads: int = 8,
-        num_levels: int = 3,
-        num_points: int = 4,
-        dim_feedforward: int = 1024,
-    ) -> None:
+    def __init__(self, size: EncoderSize = RELEASED_ENCODER) -> None:
         super().__init__()
         self.self_attn = MultiScaleDeformableAttention(
-            d_model=d_model, num_heads=num_heads, num_levels=num_levels, num_points=num_points
+            d_model=size.d_model,
+            num_heads=size.num_heads,
+            num_levels=size.num_levels,
+            num_points=size.num_points,
         )
-        self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm1 = nn.LayerNorm(size.d_model)
+        self.linear1 = nn.Linear(size.d_model, size.dim_feedforward)
+        self.linear2 = nn.Linear(size.dim_feedforward, size.d_model)
+        self.norm2 = nn.LayerNorm(size.d_model)
 
     def forward(
         self,
@@ -92,28 +104,10 @@ class DeformableEncoderLayer(nn.Module):
 class DeformableEncoder(nn.Module):
     """A stack of deformable encoder layers; every token's reference point is its pixel centre."""
 
-    def __init__(
-        self,
-        *,
-        num_layers: int = 6,
-        d_model: int = 256,
-        num_heads: int = 8,
-        num_levels: int = 3,
-        num_points: int = 4,
-        dim_feedforward: int = 1024,
-    ) -> None:
+    def __init__(self, size: EncoderSize = RELEASED_ENCODER) -> None:
         super().__init__()
-        self.num_levels = num_levels
-        self.layers = nn.ModuleList(
-            DeformableEncoderLayer(
-                d_model=d_model,
-                num_heads=num_heads,
-                num_levels=num_levels,
-                num_points=num_points,
-                dim_feedforward=dim_feedforward,
-            )
-            for _ in range(num_layers)
-        )
+        self.num_levels = size.num_levels
+        self.layers = nn.ModuleList(DeformableEncoderLayer(size) for _ in range(size.num_layers))
 
     def forward(
         self, src: torch.Tensor, pos: torch.Tensor, spatial_shapes: list[tuple[int, int]]
@@ -145,27 +139,11 @@ class MultiScaleDeformableEncoder(nn.Module):
     The position term of level l is its sine encoding plus the learned ``level_embed[l]``.
     """
 
-    def __init__(
-        self,
-        *,
-        d_model: int = 256,
-        num_heads: int = 8,
-        num_levels: int = 3,
-        num_points: int = 4,
-        num_layers: int = 6,
-        dim_feedforward: int = 1024,
-    ) -> None:
+    def __init__(self, size: EncoderSize = RELEASED_ENCODER) -> None:
         super().__init__()
-        self.num_levels = num_levels
-        self.encoder = DeformableEncoder(
-            num_layers=num_layers,
-            d_model=d_model,
-            num_heads=num_heads,
-            num_levels=num_levels,
-            num_points=num_points,
-            dim_feedforward=dim_feedforward,
-        )
-        self.level_embed = nn.Parameter(torch.empty(num_levels, d_model))
+        self.num_levels = size.num_levels
+        self.encoder = DeformableEncoder(size)
+        self.level_embed = nn.Parameter(torch.empty(size.num_levels, size.d_model))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -13,7 +13,7 @@ from fvcore.nn import weight_init
 from torch import nn
 
 from ..position_encoding import sine_position_encoding
-from .deformable_encoder import MultiScaleDeformableEncoder
+from .deformable_encoder import RELEASED_ENCODER, EncoderSize, MultiScaleDeformableEncoder
 
 # encoder inputs, coarsest first: the order of input_proj, level_embed and multi_scale_features
 ENCODER_FEATURES = ("res5", "res4", "res3")
@@ -33,12 +33,8 @@ class MAFTPlusPixelDecoder(nn.Module):
         self,
         *,
         in_channels: dict[str, int],
-        conv_dim: int = 256,
+        encoder: EncoderSize = RELEASED_ENCODER,
         mask_dim: int = 256,
-        num_encoder_layers: int = 6,
-        num_heads: int = 8,
-        num_points: int = 4,
-        dim_feedforward: int = 1024,
         num_groups: int = 32,
         follow_autocast: bool = False,
     ) -> None:
@@ -46,12 +42,9 @@ class MAFTPlusPixelDecoder(nn.Module):
         Args:
             in_channels: channels of each backbone feature, keys exactly res2, res3, res4, res5
                 (strides 4, 8, 16, 32).
-            conv_dim: width of the projections and the encoder (d_model).
+            encoder: sizes of the deformable encoder; its ``d_model`` is also the width of the
+                projections and of the FPN step (conv_dim), and it has 3 levels.
             mask_dim: channels of the returned mask features.
-            num_encoder_layers: deformable encoder layers.
-            num_heads: attention heads of each encoder layer.
-            num_points: sampling points per head and level.
-            dim_feedforward: hidden width of each encoder layer's FFN.
             num_groups: GroupNorm groups of every projection.
             follow_autocast: in eval mode, run under the autocast in force (the bfloat16 fast
                 path) instead of in fp32 with autocast disabled (as released). Sampling
@@ -64,6 +57,12 @@ class MAFTPlusPixelDecoder(nn.Module):
                 f"in_channels must have exactly the keys {sorted(expected)}, "
                 f"got {sorted(in_channels)}"
             )
+        if encoder.num_levels != len(ENCODER_FEATURES):
+            raise ValueError(
+                f"encoder.num_levels must be {len(ENCODER_FEATURES)} (res5, res4, res3), "
+                f"got {encoder.num_levels}"
+            )
+        conv_dim = encoder.d_model
         if conv_dim % 4:
             raise ValueError(
                 f"conv_dim must be a multiple of 4 (sine pairs per axis), got {conv_dim}"
@@ -78,14 +77,7 @@ class MAFTPlusPixelDecoder(nn.Module):
             )
             for name in ENCODER_FEATURES
         )
-        self.transformer = MultiScaleDeformableEncoder(
-            d_model=conv_dim,
-            num_heads=num_heads,
-            num_levels=len(ENCODER_FEATURES),
-            num_points=num_points,
-            num_layers=num_encoder_layers,
-            dim_feedforward=dim_feedforward,
-        )
+        self.transformer = MultiScaleDeformableEncoder(encoder)
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
         self.adapter_1 = Conv2d(
             in_channels[FPN_FEATURE],

@@ -3,7 +3,8 @@
 - ``probabilities.py``: the class probabilities of the queries;
 - ``semantic.py``: the semantic score rule; ``labelling.py``: its argmax in bounded memory;
 - ``panoptic.py`` and ``instance.py``: the Mask2Former panoptic rule and instance outputs;
-- ``results.py``: the tasks a call asks for and the dispatch of one image.
+- ``results.py``: the tasks a call asks for and the dispatch of one image;
+- ``sizes.py``: the padded, image and output sizes of one image.
 
 Outputs follow detectron2: (K, H, W) semantic scores (or their per-pixel argmax and max),
 ``(panoptic_seg, segments_info)`` and ``Instances``.
@@ -15,9 +16,11 @@ from .panoptic import panoptic_inference
 from .probabilities import classification_probs
 from .results import SEMANTIC_OUTPUTS, InferenceOptions, Tasks, image_results
 from .semantic import semantic_inference
+from .sizes import ImageSizes
 
 __all__ = [
     "SEMANTIC_OUTPUTS",
+    "ImageSizes",
     "InferenceOptions",
     "Tasks",
     "classification_probs",

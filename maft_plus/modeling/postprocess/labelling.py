@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .semantic import MAX_CHUNK_ELEMENTS, check_semantic_sizes, class_chunks, class_weights
+from .sizes import ImageSizes
 
 # A tile of pixels x all classes holds about this many scores (4 MiB in float32): it stays in the
 # CPU cache between the product and the max (2x faster than 64 MiB tiles for 847 classes).
@@ -151,9 +152,7 @@ def _candidate_classes(
 def semantic_labels(
     class_probs: torch.Tensor,
     mask_logits: torch.Tensor,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
-    output_size: tuple[int, int],
+    sizes: ImageSizes,
     *,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,14 +167,14 @@ def semantic_labels(
     `_resized_labels`. Ties go to the lower class index, as with ``argmax``.
 
     Args:
-        class_probs, mask_logits, padded_size, image_size, output_size, chunk_size: as in
-            `semantic_inference`.
+        class_probs, mask_logits, sizes, chunk_size: as in `semantic_inference`.
 
     Returns:
         (H, W) int64 labels (the argmax over classes) and (H, W) scores of those labels, in the
         dtype of ``mask_logits``.
     """
-    check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
+    check_semantic_sizes(class_probs, mask_logits, sizes)
+    padded_size, image_size, output_size = sizes
     probs_t = class_weights(class_probs, mask_logits.dtype)  # (K, Q)
     mask_rows = _mask_rows(mask_logits, padded_size, image_size)
     if tuple(image_size) != tuple(output_size):

@@ -18,6 +18,7 @@ from .instance import instance_inference
 from .labelling import semantic_labels
 from .panoptic import panoptic_inference
 from .semantic import semantic_inference
+from .sizes import ImageSizes
 
 SEMANTIC_OUTPUTS = ("labels", "scores")  # see MODEL.MAFT_PLUS.TEST.SEMANTIC_OUTPUT
 
@@ -58,10 +59,8 @@ class InferenceOptions:
 def image_results(
     class_probs: torch.Tensor,
     mask_logits: torch.Tensor,
+    sizes: ImageSizes,
     *,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
-    output_size: tuple[int, int],
     is_thing: Sequence[bool],
     tasks: Tasks,
     options: InferenceOptions,
@@ -75,9 +74,7 @@ def image_results(
     Args:
         class_probs: (Q, K+1) class probabilities (``classification_probs``).
         mask_logits: (Q, h, w) mask logits.
-        padded_size: (height, width) of the padded network input.
-        image_size: (height, width) of the network input before padding.
-        output_size: (H, W) of the results.
+        sizes: the padded network input's, the image's in it and the results' (H, W).
         is_thing: K thing flags.
 
     Returns:
@@ -86,15 +83,14 @@ def image_results(
     """
     result = {}
     if tasks.semantic and not (tasks.panoptic or tasks.instance):
-        sizes = dict(padded_size=padded_size, image_size=image_size, output_size=output_size)
         return _semantic(class_probs, mask_logits, sizes, options)
     full_masks = F.interpolate(
-        mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
+        mask_logits[None], size=sizes.padded_size, mode="bilinear", align_corners=False
     )[0]  # (Q, padded H, padded W)
-    full_masks = sem_seg_postprocess(full_masks, image_size, *output_size)  # (Q, H, W)
+    full_masks = sem_seg_postprocess(full_masks, sizes.image_size, *sizes.output_size)  # (Q, H, W)
     if tasks.semantic:  # as released: from the masks resized to the output size
-        sizes = dict(padded_size=output_size, image_size=output_size, output_size=output_size)
-        result.update(_semantic(class_probs, full_masks, sizes, options))
+        output_only = ImageSizes(*(sizes.output_size,) * 3)
+        result.update(_semantic(class_probs, full_masks, output_only, options))
     if tasks.panoptic:
         result["panoptic_seg"] = panoptic_inference(
             class_probs,
@@ -111,12 +107,15 @@ def image_results(
 
 
 def _semantic(
-    class_probs: torch.Tensor, mask_logits: torch.Tensor, sizes: dict, options: InferenceOptions
+    class_probs: torch.Tensor,
+    mask_logits: torch.Tensor,
+    sizes: ImageSizes,
+    options: InferenceOptions,
 ) -> dict:
     """One image's semantic output in the configured form."""
     chunk_size = options.semantic_chunk_size
     if options.semantic_output == "scores":
-        scores = semantic_inference(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+        scores = semantic_inference(class_probs, mask_logits, sizes, chunk_size=chunk_size)
         return {"sem_seg": scores}  # (K, H, W)
-    labels, confidence = semantic_labels(class_probs, mask_logits, **sizes, chunk_size=chunk_size)
+    labels, confidence = semantic_labels(class_probs, mask_logits, sizes, chunk_size=chunk_size)
     return {"sem_seg_labels": labels, "sem_seg_confidence": confidence}  # (H, W) each

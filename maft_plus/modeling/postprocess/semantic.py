@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .probabilities import check_query_inputs
+from .sizes import ImageSizes
 
 # A chunk of scores holds at most this many values (64 MiB in float32) whatever the output size
 # and the number of classes: a very large image goes through one class at a time.
@@ -18,18 +19,11 @@ MAX_CHUNK_ELEMENTS = 2**24
 
 
 def check_semantic_sizes(
-    class_probs: torch.Tensor,
-    mask_logits: torch.Tensor,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
+    class_probs: torch.Tensor, mask_logits: torch.Tensor, sizes: ImageSizes
 ) -> None:
     """Raise a ValueError naming the input unless the shapes and sizes fit together."""
     check_query_inputs("semantic inference", class_probs, mask_logits)
-    if image_size[0] > padded_size[0] or image_size[1] > padded_size[1]:
-        raise ValueError(
-            f"semantic inference expects image_size {tuple(image_size)} to fit inside "
-            f"padded_size {tuple(padded_size)}"
-        )
+    sizes.check("semantic inference")
 
 
 def class_weights(class_probs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -39,18 +33,16 @@ def class_weights(class_probs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
 
 
 def _semantic_masks(
-    class_probs: torch.Tensor,
-    mask_logits: torch.Tensor,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
+    class_probs: torch.Tensor, mask_logits: torch.Tensor, sizes: ImageSizes
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two factors of the semantic scores: class weights and cropped mask probabilities.
 
     Returns:
         (K, Q) weights (`class_weights`) and the (Q, image H, image W) sigmoids of the mask
-        logits upsampled to ``padded_size`` and cropped to ``image_size``.
+        logits upsampled to ``sizes.padded_size`` and cropped to ``sizes.image_size``.
     """
-    check_semantic_sizes(class_probs, mask_logits, padded_size, image_size)
+    check_semantic_sizes(class_probs, mask_logits, sizes)
+    padded_size, image_size = sizes.padded_size, sizes.image_size
     if tuple(mask_logits.shape[-2:]) == tuple(padded_size):
         masks = mask_logits.sigmoid()  # (Q, padded H, padded W), a new tensor
     else:  # upsampled into a new tensor, which then takes its sigmoid in place
@@ -98,33 +90,31 @@ def _chunk_scores(
 def semantic_inference(
     class_probs: torch.Tensor,
     mask_logits: torch.Tensor,
-    padded_size: tuple[int, int],
-    image_size: tuple[int, int],
-    output_size: tuple[int, int],
+    sizes: ImageSizes,
     *,
     chunk_size: int = 64,
 ) -> torch.Tensor:
     """Per-class semantic scores ``sem_seg[k] = sum_q p[q, k] * sigmoid(mask_q)``, output size.
 
     ``p = softmax(log(class_probs + 1e-8))[:, :K]``. The mask logits are upsampled bilinearly
-    (align_corners False) to ``padded_size``, passed through a sigmoid, combined with ``p``,
-    cropped (top-left) to ``image_size`` and resized bilinearly (align_corners False) to
-    ``output_size``. Classes are processed ``chunk_size`` at a time (fewer for very large outputs)
-    so that no (K, padded H, padded W) intermediate is built; the result does not depend on the
-    chunking. The (K, H, W) result itself grows with K: `semantic_labels` does not.
+    (align_corners False) to ``sizes.padded_size``, passed through a sigmoid, combined with
+    ``p``, cropped (top-left) to ``sizes.image_size`` and resized bilinearly (align_corners
+    False) to ``sizes.output_size``. Classes are processed ``chunk_size`` at a time (fewer for
+    very large outputs) so that no (K, padded H, padded W) intermediate is built; the result does
+    not depend on the chunking. The (K, H, W) result itself grows with K: `semantic_labels` does
+    not.
 
     Args:
         class_probs: (Q, K+1) class probabilities, last column void (see `classification_probs`).
         mask_logits: (Q, h, w) mask logits.
-        padded_size: (height, width) of the padded network input.
-        image_size: (height, width) of the network input before padding; at most ``padded_size``.
-        output_size: (H, W) original image size.
+        sizes: the padded input's, the image's (at most the padded) and the output's (H, W).
         chunk_size: number of classes combined at once (memory bound only).
 
     Returns:
         (K, H, W) semantic scores in the dtype of ``mask_logits``; the prediction is the argmax.
     """
-    probs_t, masks = _semantic_masks(class_probs, mask_logits, padded_size, image_size)
+    probs_t, masks = _semantic_masks(class_probs, mask_logits, sizes)
+    output_size = sizes.output_size
     num_classes = probs_t.shape[0]
     sem_seg = masks.new_empty((num_classes, *output_size))  # (K, H, W)
     chunks = class_chunks(num_classes, chunk_size, output_size)

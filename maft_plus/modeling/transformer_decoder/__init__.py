@@ -1,6 +1,6 @@
 """Masked-attention transformer decoder with the in-vocabulary (text-embedding) class head."""
 
-from .class_logits import synonym_logits_to_class_logits
+from .class_logits import TextClasses, synonym_logits_to_class_logits
 from .decoder import MAFTPlusTransformerDecoder, build_attention_mask, project_masks
 from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 
@@ -10,6 +10,7 @@ __all__ = [
     "FFNLayer",
     "MAFTPlusTransformerDecoder",
     "SelfAttentionLayer",
+    "TextClasses",
     "build_attention_mask",
     "project_masks",
     "synonym_logits_to_class_logits",

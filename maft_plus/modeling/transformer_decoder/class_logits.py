@@ -3,6 +3,8 @@
 Shapes: S synonyms in the vocabulary, K classes (S >= K); the last of the S+1 logit columns is void.
 """
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -39,3 +41,17 @@ def synonym_logits_to_class_logits(
     empty = synonym_logits.new_full((*synonym_logits.shape[:-1], num_classes), float("-inf"))
     class_logits = empty.scatter_reduce(-1, index, synonym_logits, reduce="amax")  # (..., K)
     return torch.cat((class_logits, void_logits), dim=-1)  # (..., K+1)
+
+
+class TextClasses(NamedTuple):
+    """The vocabulary as both classifiers see it: text rows and the synonym -> class map."""
+
+    embeds: torch.Tensor  # (S+1, D) L2-normalized text rows, void last
+    synonym_to_class: torch.Tensor  # (S,) long, the class index in [0, K) of each synonym
+    num_classes: int  # K
+
+    def class_logits(self, synonym_logits: torch.Tensor) -> torch.Tensor:
+        """(..., S+1) synonym logits -> (..., K+1) class logits (the function above)."""
+        return synonym_logits_to_class_logits(
+            synonym_logits, self.synonym_to_class, self.num_classes
+        )

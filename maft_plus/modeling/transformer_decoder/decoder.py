@@ -19,7 +19,7 @@ from torch import nn
 
 from ..mask_pooling import mask_pool
 from ..position_encoding import sine_position_encoding
-from .class_logits import synonym_logits_to_class_logits
+from .class_logits import TextClasses
 from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 
 NUM_FEATURE_LEVELS = 3
@@ -129,9 +129,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
         self,
         multi_scale_features: list[torch.Tensor],
         mask_features: torch.Tensor,
-        text_embeds: torch.Tensor,
-        synonym_to_class: torch.Tensor,
-        num_classes: int,
+        text: TextClasses,
         *,
         with_aux: bool = True,
     ) -> dict:
@@ -140,9 +138,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
         Args:
             multi_scale_features: 3 maps (B, C, h_l, w_l), strides 32, 16, 8.
             mask_features: (B, mask_dim, H/4, W/4) per-pixel embeddings.
-            text_embeds: (S+1, D) L2-normalized text rows, void last.
-            synonym_to_class: (S,) long, class index of each synonym.
-            num_classes: K.
+            text: the vocabulary's (S+1, D) text rows (void last) and synonym -> class map.
             with_aux: also return the earlier predictions (for the auxiliary losses). When False
                 the earlier layers predict only what their successors' attention needs (the
                 masks at the level's size); the final outputs are the same.
@@ -152,7 +148,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
             mask logits, and ``aux_outputs``: ``num_layers`` dicts with the same two keys for the
             earlier predictions (before layer 0, after layer 0, ...), empty if not ``with_aux``.
         """
-        self._check_inputs(multi_scale_features, mask_features, text_embeds)
+        self._check_inputs(multi_scale_features, mask_features, text.embeds)
         batch_size = mask_features.shape[0]
         memories, positions, sizes = [], [], []
         for level, feature in enumerate(multi_scale_features):
@@ -172,7 +168,6 @@ class MAFTPlusTransformerDecoder(nn.Module):
 
         query_pos = self.query_embed.weight  # (Q, C), broadcast over the batch
         output = self.query_feat.weight.unsqueeze(0).expand(batch_size, -1, -1)  # (B, Q, C)
-        text = (text_embeds, synonym_to_class, num_classes)
 
         # The attention masks need the mask logits resized to each level. Resizing is linear and
         # so are the logits in the features: the logits of the resized features are the resized
@@ -188,7 +183,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
             if with_aux:
                 mask_logits = project_masks(mask_embeds, mask_features)  # (B, Q, H/4, W/4)
                 class_logits = self._predict_classes(
-                    decoder_output, mask_logits, mask_features, *text
+                    decoder_output, mask_logits, mask_features, text
                 )
                 aux_outputs.append({"pred_logits": class_logits, "pred_masks": mask_logits})
             level = i % NUM_FEATURE_LEVELS  # layer i attends to level i mod 3
@@ -207,7 +202,7 @@ class MAFTPlusTransformerDecoder(nn.Module):
             decoder_output, mask_embeds = self._embed_queries(output)
 
         mask_logits = project_masks(mask_embeds, mask_features)  # (B, Q, H/4, W/4)
-        class_logits = self._predict_classes(decoder_output, mask_logits, mask_features, *text)
+        class_logits = self._predict_classes(decoder_output, mask_logits, mask_features, text)
         return {"pred_logits": class_logits, "pred_masks": mask_logits, "aux_outputs": aux_outputs}
 
     def _embed_queries(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,16 +222,14 @@ class MAFTPlusTransformerDecoder(nn.Module):
         decoder_output: torch.Tensor,
         mask_logits: torch.Tensor,
         mask_features: torch.Tensor,
-        text_embeds: torch.Tensor,
-        synonym_to_class: torch.Tensor,
-        num_classes: int,
+        text: TextClasses,
     ) -> torch.Tensor:
         """In-vocabulary class logits of the queries, from their features and mask-pooled pixels.
 
         Args:
             decoder_output: (B, Q, C) normalized query features (from ``_embed_queries``).
             mask_logits: (B, Q, H/4, W/4) the queries' mask logits.
-            mask_features, text_embeds, synonym_to_class, num_classes: as in ``forward``.
+            mask_features, text: as in ``forward``.
 
         Returns:
             (B, Q, K+1) class logits.
@@ -250,8 +243,8 @@ class MAFTPlusTransformerDecoder(nn.Module):
         class_embeds = F.normalize(class_embeds.float(), dim=-1)
         scale = self.logit_scale.exp().clamp(max=100)
         with torch.autocast(device_type=class_embeds.device.type, enabled=False):
-            synonym_logits = scale * class_embeds @ text_embeds.float().T  # (B, Q, S+1)
-        return synonym_logits_to_class_logits(synonym_logits, synonym_to_class, num_classes)
+            synonym_logits = scale * class_embeds @ text.embeds.float().T  # (B, Q, S+1)
+        return text.class_logits(synonym_logits)
 
     def _check_inputs(
         self,
@@ -280,6 +273,6 @@ class MAFTPlusTransformerDecoder(nn.Module):
         embed_dim = self.class_embed.layers[-1].out_features
         if text_embeds.dim() != 2 or text_embeds.shape[1] != embed_dim:
             raise ValueError(
-                f"text_embeds must be (S+1, D={embed_dim}) with the void row last, "
+                f"text.embeds must be (S+1, D={embed_dim}) with the void row last, "
                 f"got {tuple(text_embeds.shape)}"
             )

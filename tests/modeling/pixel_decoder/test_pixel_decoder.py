@@ -8,6 +8,7 @@ import torch
 
 from maft_plus.modeling.pixel_decoder import (
     DeformableEncoderLayer,
+    EncoderSize,
     MAFTPlusPixelDecoder,
     deformable_encoder,
 )
@@ -22,12 +23,10 @@ STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
 def tiny_decoder() -> MAFTPlusPixelDecoder:
     return MAFTPlusPixelDecoder(
         in_channels=TINY_CHANNELS,
-        conv_dim=32,
+        encoder=EncoderSize(
+            d_model=32, num_heads=4, num_points=2, dim_feedforward=64, num_layers=2
+        ),
         mask_dim=24,
-        num_encoder_layers=2,
-        num_heads=4,
-        num_points=2,
-        dim_feedforward=64,
         num_groups=8,
     )
 
@@ -95,7 +94,7 @@ def test_mask_features_follow_the_stride_8_encoder_output_and_res2():
 def test_without_encoder_layers_each_level_comes_back_from_its_own_projection():
     """Levels go in as res5, res4, res3 and the encoder output is split back in that order."""
     decoder = MAFTPlusPixelDecoder(
-        in_channels=TINY_CHANNELS, conv_dim=32, num_encoder_layers=0, num_groups=8
+        in_channels=TINY_CHANNELS, encoder=EncoderSize(d_model=32, num_layers=0), num_groups=8
     )
     features = tiny_features()
     _, multi_scale = decoder(features)
@@ -143,7 +142,7 @@ def test_encoder_layer_is_post_norm_with_position_on_the_query_only(monkeypatch,
     """Whatever the number of tokens per chunk (3: uneven chunks; 1024: one chunk)."""
     monkeypatch.setattr(deformable_encoder, "QUERY_CHUNK", query_chunk)
     layer = DeformableEncoderLayer(
-        d_model=16, num_heads=2, num_levels=2, num_points=2, dim_feedforward=32
+        EncoderSize(d_model=16, num_heads=2, num_levels=2, num_points=2, dim_feedforward=32)
     )
     torch.nn.init.normal_(layer.self_attn.sampling_offsets.weight, std=0.1)
     torch.nn.init.normal_(layer.self_attn.attention_weights.weight, std=0.1)

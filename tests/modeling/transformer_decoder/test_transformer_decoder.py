@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from maft_plus.modeling.position_encoding import sine_position_encoding
-from maft_plus.modeling.transformer_decoder import MAFTPlusTransformerDecoder, build_attention_mask
+from maft_plus.modeling.transformer_decoder import (
+    MAFTPlusTransformerDecoder,
+    TextClasses,
+    build_attention_mask,
+)
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 PREFIX = "sem_seg_head.predictor."
@@ -67,9 +71,7 @@ def all_predictions(outputs: dict) -> list[dict]:
 
 
 def test_output_shapes(decoder, inputs):
-    outputs = decoder(
-        **inputs, text_embeds=text_embeds(5), synonym_to_class=SYNONYM_TO_CLASS, num_classes=3
-    )
+    outputs = decoder(**inputs, text=TextClasses(text_embeds(5), SYNONYM_TO_CLASS, 3))
     assert len(outputs["aux_outputs"]) == NUM_LAYERS
     for prediction in all_predictions(outputs):
         assert prediction["pred_logits"].shape == (BATCH, NUM_QUERIES, NUM_CLASSES + 1)
@@ -78,10 +80,10 @@ def test_output_shapes(decoder, inputs):
 
 
 def test_inference_without_aux_predictions_gives_the_same_final_outputs(decoder, inputs):
-    text = {"text_embeds": text_embeds(5), "synonym_to_class": SYNONYM_TO_CLASS, "num_classes": 3}
+    text = TextClasses(text_embeds(5), SYNONYM_TO_CLASS, 3)
     with torch.no_grad():
-        full = decoder(**inputs, **text)
-        lean = decoder(**inputs, **text, with_aux=False)
+        full = decoder(**inputs, text=text)
+        lean = decoder(**inputs, text=text, with_aux=False)
     assert lean["aux_outputs"] == []
     assert torch.equal(lean["pred_logits"], full["pred_logits"])
     assert torch.equal(lean["pred_masks"], full["pred_masks"])
@@ -95,9 +97,7 @@ def test_layer_i_attends_to_level_i_mod_3_masked_by_the_previous_prediction(deco
 
     for layer in decoder.transformer_cross_attention_layers:
         layer.register_forward_hook(record, with_kwargs=True)
-    outputs = decoder(
-        **inputs, text_embeds=text_embeds(5), synonym_to_class=SYNONYM_TO_CLASS, num_classes=3
-    )
+    outputs = decoder(**inputs, text=TextClasses(text_embeds(5), SYNONYM_TO_CLASS, 3))
 
     assert len(seen) == NUM_LAYERS
     for i, (memory, pos, attn_mask) in enumerate(seen):
@@ -115,9 +115,7 @@ def test_layer_i_attends_to_level_i_mod_3_masked_by_the_previous_prediction(deco
 
 
 def test_every_parameter_gets_a_gradient(decoder, inputs):
-    outputs = decoder(
-        **inputs, text_embeds=text_embeds(5), synonym_to_class=SYNONYM_TO_CLASS, num_classes=3
-    )
+    outputs = decoder(**inputs, text=TextClasses(text_embeds(5), SYNONYM_TO_CLASS, 3))
     loss = sum(
         (p["pred_logits"] * torch.randn_like(p["pred_logits"])).sum()
         + (p["pred_masks"] * torch.randn_like(p["pred_masks"])).sum()
@@ -130,13 +128,11 @@ def test_every_parameter_gets_a_gradient(decoder, inputs):
 
 def test_adding_a_synonym_can_only_raise_its_class(decoder, inputs):
     text = text_embeds(5)
-    before = decoder(**inputs, text_embeds=text, synonym_to_class=SYNONYM_TO_CLASS, num_classes=3)
+    before = decoder(**inputs, text=TextClasses(text, SYNONYM_TO_CLASS, 3))
     # class 0 gains the opposite of its only synonym: its logit becomes |logit|
     extended_text = torch.cat((text[:5], -text[:1], text[5:]))  # (S+2, D), void still last
     extended_map = torch.cat((SYNONYM_TO_CLASS, torch.tensor([0])))
-    after = decoder(
-        **inputs, text_embeds=extended_text, synonym_to_class=extended_map, num_classes=3
-    )
+    after = decoder(**inputs, text=TextClasses(extended_text, extended_map, 3))
 
     for old, new in zip(all_predictions(before), all_predictions(after), strict=True):
         assert torch.equal(old["pred_masks"], new["pred_masks"])
@@ -147,7 +143,7 @@ def test_adding_a_synonym_can_only_raise_its_class(decoder, inputs):
 
 def test_permuting_classes_permutes_logit_columns(decoder, inputs):
     text = text_embeds(5)
-    before = decoder(**inputs, text_embeds=text, synonym_to_class=SYNONYM_TO_CLASS, num_classes=3)
+    before = decoder(**inputs, text=TextClasses(text, SYNONYM_TO_CLASS, 3))
     perm = [2, 0, 1]  # new class j is old class perm[j]
     rows, new_map = [], []
     for new_class, old_class in enumerate(perm):
@@ -157,9 +153,7 @@ def test_permuting_classes_permutes_logit_columns(decoder, inputs):
     permuted_text = torch.stack([*rows, text[-1]])  # (S+1, D), void still last
     after = decoder(
         **inputs,
-        text_embeds=permuted_text,
-        synonym_to_class=torch.tensor(new_map),
-        num_classes=3,
+        text=TextClasses(permuted_text, torch.tensor(new_map), 3),
     )
 
     for old, new in zip(all_predictions(before), all_predictions(after), strict=True):
@@ -173,10 +167,8 @@ def test_in_channels_must_equal_hidden_dim():
 
 
 def test_wrong_text_width_names_the_input(decoder, inputs):
-    with pytest.raises(ValueError, match="text_embeds"):
+    with pytest.raises(ValueError, match=r"text\.embeds"):
         decoder(
             **inputs,
-            text_embeds=torch.randn(6, EMBED_DIM + 1),
-            synonym_to_class=SYNONYM_TO_CLASS,
-            num_classes=3,
+            text=TextClasses(torch.randn(6, EMBED_DIM + 1), SYNONYM_TO_CLASS, 3),
         )
