@@ -3,12 +3,13 @@
     python tools/bf16_agreement.py --config-file configs/semantic/maftp_l_eval.yaml \
         --dataset ade20k_sem_seg_val --max-images 50 MODEL.WEIGHTS weights/maftp_l.pth
 
-The model is built twice from the same config and weights: in float32 (``TEST.AUTOCAST ""``) and
-on the fast path (``TEST.AUTOCAST bfloat16``, ``TEST.PIXEL_DECODER_AUTOCAST True``). Both segment
-the same images; printed, and written as JSON to ``--output``: the share of pixels where the two
-give the same label, and each one's mIoU (the evaluation's own metric) with their difference. The
-fast path's targets (README, "Performance"): at least 99.5% of the pixels the same, mIoU within
-0.3. The check is about accuracy; its speed on this machine says nothing about the fast path's.
+The model is built twice from the same config, with the same weights (random ones too): in
+float32 (``TEST.AUTOCAST ""``) and on the fast path (``TEST.AUTOCAST bfloat16``,
+``TEST.PIXEL_DECODER_AUTOCAST True``). Both segment the same images; printed, and written as JSON
+to ``--output``: the share of pixels where the two give the same label, and each one's mIoU (the
+evaluation's own metric) with their difference. The fast path's targets (README, "Performance"):
+at least 99.5% of the pixels the same, mIoU within 0.3. The check is about accuracy; its speed on
+this machine says nothing about the fast path's.
 """
 
 import argparse
@@ -84,10 +85,12 @@ def compare_precisions(
     cfg = configs["fp32"]
     dataset = dataset or cfg.DATASETS.TEST[0]
     vocabulary, _ = dataset_vocabulary(dataset, class_names=cfg.MODEL.MAFT_PLUS.CLASS_NAMES)
-    models, evaluators = {}, {}
-    for name, config in configs.items():
-        models[name] = evaluation_model(config)
-        models[name].set_vocabulary(vocabulary)
+    models = {name: evaluation_model(config) for name, config in configs.items()}
+    # the very same weights, also when there are none to load (random init differs per build)
+    models["bf16"].load_state_dict(models["fp32"].state_dict())
+    evaluators = {}
+    for name, model in models.items():
+        model.set_vocabulary(vocabulary)
         evaluators[name] = OpenVocabSemSegEvaluator(dataset, distributed=False)
         evaluators[name].reset()
     records = get_detection_dataset_dicts([dataset], filter_empty=False)

@@ -45,6 +45,14 @@ PLATFORM_OPTIONS = [
     *("--platform", "manylinux2014_x86_64", "--platform", "any"),
 ]
 PARITY_TOLERANCE = 1e-3  # CPU vs CUDA, fp32, tiny model: logits and mask logits
+# precision -> tools/benchmark.py's --amp and the config overrides after it ("bf16-fast": the
+# bfloat16 fast path, the pixel decoder under the autocast too)
+PRECISIONS = {
+    "none": ("none", ()),
+    "bf16": ("bf16", ()),
+    "bf16-fast": ("bf16", ("MODEL.MAFT_PLUS.TEST.PIXEL_DECODER_AUTOCAST", "True")),
+    "fp16": ("fp16", ()),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--site", default="/tmp/maft_plus_site", help="where they are installed")
     run.add_argument("--out", default=os.environ.get("OUT", str(REPO / "output" / "device")))
     run.add_argument("--size", type=int, default=800, help="input side (short side 800)")
-    run.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=("none", "bf16", "fp16"))
+    run.add_argument(
+        "--amp", nargs="+", default=["none", "bf16", "bf16-fast"], choices=tuple(PRECISIONS)
+    )
     run.add_argument("--vocabulary", nargs="+", default=["ade150", "ade847"])
     run.add_argument("--warmup", type=int, default=5)
     run.add_argument("--repeats", type=int, default=20)
@@ -183,6 +193,20 @@ def check_parity(env: dict, out: Path) -> dict:
     return report
 
 
+def benchmark_command(args: argparse.Namespace, precision: str, output: Path) -> list[str]:
+    """The ``tools/benchmark.py`` command line of one precision (a key of ``PRECISIONS``)."""
+    amp, overrides = PRECISIONS[precision]
+    return [
+        sys.executable,
+        str(REPO / "tools" / "benchmark.py"),
+        *("--device", "cuda", "--size", str(args.size), "--measure", "inference"),
+        *("--amp", amp, "--vocabulary", *args.vocabulary),
+        *("--warmup", str(args.warmup), "--repeats", str(args.repeats)),
+        *("--output", str(output)),
+        *overrides,
+    ]
+
+
 def run(args: argparse.Namespace) -> None:
     import torch
 
@@ -196,14 +220,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"parity, max |CPU - CUDA|: {check_parity(env, out)}")
     log = []
     for amp in args.amp:
-        command = [
-            sys.executable,
-            str(REPO / "tools" / "benchmark.py"),
-            *("--device", "cuda", "--size", str(args.size), "--measure", "inference"),
-            *("--amp", amp, "--vocabulary", *args.vocabulary),
-            *("--warmup", str(args.warmup), "--repeats", str(args.repeats)),
-            *("--output", str(out / f"cuda_{amp}.json")),
-        ]
+        command = benchmark_command(args, amp, out / f"cuda_{amp}.json")
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
         log += [f"$ {' '.join(command[1:])}", result.stdout, result.stderr[-4000:]]
         print(result.stdout)
