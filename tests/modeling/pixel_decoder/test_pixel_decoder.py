@@ -127,6 +127,8 @@ def test_gradients_reach_every_parameter():
 def test_bad_inputs_are_rejected_with_the_feature_name():
     with pytest.raises(ValueError, match="in_channels"):
         MAFTPlusPixelDecoder(in_channels={"res3": 8, "res4": 8, "res5": 8})
+    with pytest.raises(ValueError, match=r"encoder\.num_levels must be 3"):
+        MAFTPlusPixelDecoder(in_channels=TINY_CHANNELS, encoder=EncoderSize(num_levels=2))
     decoder = tiny_decoder()
     features = tiny_features()
     features["res4"] = torch.randn(2, 7, 4, 4)
