@@ -25,7 +25,6 @@ from gradio.data_classes import ImageData
 from gradio_client.utils import is_http_url_like
 from PIL import Image, UnidentifiedImageError
 
-from maft_plus.data.vocabulary import Vocabulary
 from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor, load_rgb
 from maft_plus.visualization import overlay, segment_colors
@@ -72,30 +71,24 @@ class SharedPredictor:
     """The predictor every request uses: one call at a time, its text-embedding caches bounded.
 
     The predictor keeps the embedding of every synonym it has seen, in memory and on disk. Here
-    typed classes never reach the disk cache (presets, a finite set, may), and the memory cache is
-    cleared when a request would take it past ``max_cached_synonyms`` synonyms.
+    typed classes never reach the disk cache (presets, a finite set, may), and the memory cache
+    keeps the ``max_cached_synonyms`` most recently used synonyms.
     """
 
     def __init__(self, predictor: Predictor, *, max_cached_synonyms: int = MAX_CACHED_SYNONYMS):
         self.predictor = predictor
-        self.max_cached_synonyms = max_cached_synonyms
         self._lock = threading.Lock()
-        self._cached: set[str] = set()  # the synonyms embedded since the cache was last cleared
-        self._disk_cache = predictor.model.text_embedder.disk_cache  # the predictor's own setting
+        self._embedder = predictor.model.text_embedder
+        self._embedder.max_cached_synonyms = max_cached_synonyms
+        self._disk_cache = self._embedder.disk_cache  # the predictor's own setting
 
     def predict(
         self, image: np.ndarray, vocabulary: str | list[str], task: str, *, min_score: float = 0.0
     ) -> Prediction:
         """``Predictor.predict``; ``vocabulary`` a ``PRESETS`` name or typed class strings."""
         is_preset = isinstance(vocabulary, str) and vocabulary in PRESETS
-        synonyms = set(Vocabulary.from_names(*parse_vocabulary(vocabulary)).synonyms)
-        embedder = self.predictor.model.text_embedder
         with self._lock:
-            if len(self._cached | synonyms) > self.max_cached_synonyms:
-                embedder.clear_cache()
-                self._cached.clear()
-            self._cached |= synonyms
-            embedder.disk_cache = self._disk_cache and is_preset
+            self._embedder.disk_cache = self._disk_cache and is_preset
             return self.predictor.predict(image, vocabulary, task, min_score=min_score)
 
 

@@ -205,8 +205,9 @@ def test_shared_predictor_bounds_the_text_embedding_cache(
     assert encoded_by(["ant", "bee"]) == {"ant", "bee"}
     assert encoded_by(["ant", "bee, cow"]) == {"cow"}  # cached: ant, bee
     assert encoded_by(["dog"]) == {"dog"}  # 4 cached
-    assert encoded_by(["elk"]) == {"elk"}  # a 5th: the cache was cleared first
-    assert encoded_by(["ant"]) == {"ant"}  # so ant is computed again
+    assert encoded_by(["elk"]) == {"elk"}  # a 5th: ant, the least recently used, is dropped
+    assert encoded_by(["ant"]) == {"ant"}  # so ant is computed again (and bee dropped)
+    assert encoded_by(["cow, dog"]) == set()  # recent ones stay
     # typed classes stay off the disk cache; presets (a finite set) use it
     assert not list(private_cache_dir.rglob("*.pt"))
     shared.predict(sample_image(), "voc20", "semantic")

@@ -57,6 +57,9 @@ class TextEmbedder:
         disk_cache: False disables the disk cache (so does ``MAFT_PLUS_TEXT_CACHE=0``).
         cache_dir: the disk cache folder; default ``$MAFT_PLUS_CACHE/text_embeddings``, read at
             each lookup.
+        max_cached_synonyms: the most rows the memory cache keeps, the least recently used
+            dropped first (a long-lived server that sees new class names all day); None: no
+            limit. A vocabulary larger than the limit is still embedded whole.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class TextEmbedder:
         cache_identity: Callable[[], Mapping[str, object]] | None = None,
         disk_cache: bool = True,
         cache_dir: str | Path | None = None,
+        max_cached_synonyms: int | None = None,
     ) -> None:
         if isinstance(templates, str) or not templates:
             raise ValueError(f"templates must be a non-empty sequence of strings: {templates!r}")
@@ -82,7 +86,8 @@ class TextEmbedder:
         self.cache_identity = cache_identity
         self.disk_cache = disk_cache
         self.cache_dir = cache_dir
-        self._cache: dict[str, torch.Tensor] = {}  # synonym -> (D,) unit-norm embedding
+        self._cache: dict[str, torch.Tensor] = {}  # synonym -> (D,) unit-norm row, oldest use first
+        self.max_cached_synonyms = max_cached_synonyms
         self._disk: TextEmbeddingCache | None = None  # the disk cache of the last identity seen
         self._device: torch.device | None = None  # where encode_text put its last embeddings
         # The last vocabulary and its stacked (S, D) rows: a repeated vocabulary is one lookup.
@@ -114,7 +119,30 @@ class TextEmbedder:
         rows = [self._cache[name] for name in synonyms]
         stacked = torch.stack([row.to(rows[-1].device) for row in rows])  # (S, D)
         self._last = (vocabulary, stacked)
+        if self._max_cached is not None:
+            for name in dict.fromkeys(synonyms):  # just used: to the end of the order
+                self._cache[name] = self._cache.pop(name)
+            self._evict()
         return stacked
+
+    @property
+    def max_cached_synonyms(self) -> int | None:
+        return self._max_cached
+
+    @max_cached_synonyms.setter
+    def max_cached_synonyms(self, limit: int | None) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"max_cached_synonyms must be a positive int or None, got {limit!r}")
+        self._max_cached = limit
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used rows past ``max_cached_synonyms``."""
+        if self._max_cached is not None:
+            for name in list(self._cache)[: max(0, len(self._cache) - self._max_cached)]:
+                del self._cache[name]
 
     def clear_cache(self) -> None:
         """Forget every synonym embedding held in memory (the disk cache is keyed, not cleared)."""

@@ -124,6 +124,29 @@ def test_clear_cache():
     assert len(encoder.sentences) == len(TEMPLATES)
 
 
+def test_a_bounded_cache_drops_the_least_recently_used_rows():
+    encoder = CountingEncoder()
+    embedder = TextEmbedder(encode_text=encoder, max_cached_synonyms=3)
+    first = embedder(Vocabulary.from_names(["ant", "bee", "cow"]))
+
+    def encoded(names: list[str]) -> set[str]:
+        encoder.batches.clear()
+        embedder(Vocabulary.from_names(names))
+        return {name for name in names if TEMPLATES[0].format(name) in encoder.sentences}
+
+    assert encoded(["ant"]) == set()  # ant is now the most recent: bee is the oldest
+    assert encoded(["dog"]) == {"dog"}  # bee dropped
+    assert encoded(["ant", "cow"]) == set()
+    assert encoded(["bee"]) == {"bee"}  # computed again, the same row
+    torch.testing.assert_close(embedder(Vocabulary.from_names(["bee"]))[0], first[1])
+    assert len(embedder._cache) == 3
+    # a vocabulary larger than the limit is still embedded whole; the most recent 3 stay
+    rows = embedder(Vocabulary.from_names(["elk", "fox", "gnu", "hen"]))
+    assert rows.shape == (4, D) and list(embedder._cache) == ["fox", "gnu", "hen"]
+    embedder.max_cached_synonyms = 1  # lowering the limit drops rows at once
+    assert list(embedder._cache) == ["hen"]
+
+
 def test_output_is_detached_and_keeps_the_encoder_dtype():
     weight = torch.randn(D, D, requires_grad=True)
 
@@ -143,6 +166,8 @@ def test_output_is_detached_and_keeps_the_encoder_dtype():
         ({"templates": ("a photo",)}, "'a photo'"),
         ({"templates": ("a {} and {}",)}, "exactly one"),
         ({"batch_size": 0}, "batch_size .* 0"),
+        ({"max_cached_synonyms": 0}, "max_cached_synonyms .* 0"),
+        ({"max_cached_synonyms": 2.5}, "max_cached_synonyms .* 2.5"),
     ],
 )
 def test_bad_arguments(kwargs, message):
