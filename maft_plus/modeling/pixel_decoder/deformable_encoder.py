@@ -73,27 +73,29 @@ class DeformableEncoderLayer(nn.Module):
         self,
         src: torch.Tensor,
         pos: torch.Tensor,
-        reference_points: torch.Tensor,
+        reference_pixels: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
     ) -> torch.Tensor:
         """
         Args:
             src: (B, N, C) tokens of all levels.
             pos: (B, N, C) position term (sine encoding + level embedding).
-            reference_points: (B, N, L, 2) normalized (x, y) reference points.
+            reference_pixels: (B, N, M, 2, L, P) from ``self_attn.reference_pixels`` (the same
+                for every layer of a stack).
             spatial_shapes: the (h_l, w_l) of each level.
 
         Returns:
             (B, N, C) updated tokens.
         """
         table = self.self_attn.value_table(src, spatial_shapes)  # every token's values, once
+        projection = self.self_attn.sampling_projection()  # once for all chunks
         outputs = []
         chunk = QUERY_CHUNK if src.device.type == "cpu" else src.shape[1]
         for start in range(0, src.shape[1], chunk):
             rows = slice(start, start + chunk)
             tokens = src[:, rows]  # (B, n, C)
             attended = self.self_attn.attend(
-                tokens + pos[:, rows], reference_points[:, rows], table, spatial_shapes
+                tokens + pos[:, rows], reference_pixels[:, rows], table, spatial_shapes, projection
             )
             tokens = self.norm1(tokens + attended)
             hidden = self.linear1(tokens).relu_()  # (B, n, dim_feedforward)
@@ -121,15 +123,19 @@ class DeformableEncoder(nn.Module):
         Returns:
             (B, N, C) encoded tokens.
         """
+        if not self.layers:
+            return src
         # no padding mask: a token's own normalized centre is its reference on every level
         reference_points = pixel_centre_reference_points(spatial_shapes, device=src.device)
         reference_points = reference_points[None, :, None, :].expand(
             src.shape[0], -1, len(spatial_shapes), -1
         )  # (B, N, L, 2)
-        # fp32 at least: in bf16 a normalized centre would be off by up to half a pixel at 80 px
-        reference_points = reference_points.to(torch.promote_types(src.dtype, torch.float32))
+        # fp32 or wider, once for every layer (all layers have the same heads, levels and points)
+        reference_pixels = self.layers[0].self_attn.reference_pixels(
+            reference_points.to(torch.promote_types(src.dtype, torch.float32)), spatial_shapes
+        )  # (B, N, M, 2, L, P)
         for layer in self.layers:
-            src = layer(src, pos, reference_points, spatial_shapes)
+            src = layer(src, pos, reference_pixels, spatial_shapes)
         return src
 
 

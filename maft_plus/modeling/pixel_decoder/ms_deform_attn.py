@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padded_table import check_levels, padded_value_table, sample_padded_table
+
 
 def ms_deform_attn(
     value: torch.Tensor,
@@ -38,7 +40,7 @@ def ms_deform_attn(
     Returns:
         (B, Q, M * Dh) attended values, heads concatenated.
     """
-    _check_levels(value, spatial_shapes, sampling_locations.shape[3])
+    check_levels(value, spatial_shapes, sampling_locations.shape[3])
     sizes = torch.tensor(
         [[w, h] for h, w in spatial_shapes], dtype=sampling_locations.dtype, device=value.device
     )  # (L, 2) (w_l, h_l)
@@ -46,173 +48,6 @@ def ms_deform_attn(
     table = padded_value_table(value, spatial_shapes)
     pixels = pixels.movedim(-1, 3).contiguous()  # (B, Q, M, 2, L, P)
     return sample_padded_table(table, spatial_shapes, pixels, attention_weights)
-
-
-def _check_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], levels: int) -> None:
-    """Raise a ValueError unless ``spatial_shapes`` describes ``levels`` maps of value's tokens."""
-    num_tokens = value.shape[1]
-    if num_tokens != sum(h * w for h, w in spatial_shapes) or levels != len(spatial_shapes):
-        raise ValueError(
-            f"ms_deform_attn: value has {num_tokens} tokens and the sampling locations {levels} "
-            f"levels, but spatial_shapes {spatial_shapes} describe {len(spatial_shapes)} levels "
-            f"of {sum(h * w for h, w in spatial_shapes)} tokens"
-        )
-
-
-# Each level's map sits in the value table with a zero border: one row and column before it and
-# two after, so that every corner of a location clamped to [-1, size] is a cell of its own map.
-PAD_BEFORE, PAD_AFTER = 1, 2
-
-
-def _padded_cells(spatial_shapes: list[tuple[int, int]]) -> list[int]:
-    """Table rows of each level's map with its border, per image and head."""
-    pad = PAD_BEFORE + PAD_AFTER
-    return [(h + pad) * (w + pad) for h, w in spatial_shapes]
-
-
-def padded_value_table(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """The values of every head and level as rows of one table, each map inside a zero border.
-
-    Args:
-        value: (B, N, M, Dh) values, as in `ms_deform_attn`.
-        spatial_shapes: the (h_l, w_l) of each of the L levels.
-
-    Returns:
-        (B*M*R, Dh) table, R the padded cells of all levels (`_padded_cells`); rows ordered
-        (b, m, level, row, column) over the padded maps.
-    """
-    _check_levels(value, spatial_shapes, len(spatial_shapes))
-    batch, _, num_heads, head_dim = value.shape
-    pad = PAD_BEFORE + PAD_AFTER
-    cells = _padded_cells(spatial_shapes)
-    table = value.new_zeros(batch, num_heads, sum(cells), head_dim)  # (B, M, R, Dh)
-    first = start = 0
-    for (height, width), count in zip(spatial_shapes, cells, strict=True):
-        level = value[:, first : first + height * width].view(batch, height, width, num_heads, -1)
-        padded = table[:, :, start : start + count].view(
-            batch, num_heads, height + pad, width + pad, head_dim
-        )
-        padded[:, :, PAD_BEFORE : PAD_BEFORE + height, PAD_BEFORE : PAD_BEFORE + width] = (
-            level.permute(0, 3, 1, 2, 4)
-        )  # (B, M, h_l, w_l, Dh) into the inside of the border
-        first += height * width
-        start += count
-    return table.view(-1, head_dim)
-
-
-def _column_constants(
-    spatial_shapes: list[tuple[int, int]], num_heads: int, num_points: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample constants of one query, its samples ordered (m, l, p).
-
-    Returns:
-        (M, 2, L*P) upper bounds (w_l, h_l) of the clamp; (M, L*P) padded widths w_l + 3;
-        (M, L*P) table row of pixel (0, 0) of the sample's head and level; all int64.
-    """
-    pad = PAD_BEFORE + PAD_AFTER
-    cells = _padded_cells(spatial_shapes)
-    level_starts = [sum(cells[:level]) for level in range(len(cells))]
-    per_level = torch.tensor(
-        [
-            [w, h, w + pad, start + PAD_BEFORE * (w + pad) + PAD_BEFORE]
-            for (h, w), start in zip(spatial_shapes, level_starts, strict=True)
-        ],
-        dtype=torch.int64,
-        device=device,
-    )  # (L, 4)
-    columns = per_level[:, None, :].expand(-1, num_points, -1).reshape(-1, 4).t()  # (4, L*P)
-    heads = torch.arange(num_heads, device=device)[:, None] * sum(cells)  # (M, 1)
-    upper = columns[None, :2].expand(num_heads, -1, -1)  # (M, 2, L*P)
-    return upper, columns[2].expand(num_heads, -1), columns[3] + heads
-
-
-def sample_padded_table(
-    table: torch.Tensor,
-    spatial_shapes: list[tuple[int, int]],
-    pixels: torch.Tensor,
-    attention_weights: torch.Tensor,
-) -> torch.Tensor:
-    """Weighted sum of bilinear samples of a `padded_value_table`, per query and head.
-
-    A location is first clamped to ``[-1, size]`` per axis: one that was outside its map moves
-    onto the zero border, where each of its four corners reads a zero or has weight zero, so the
-    sum is that of zero padding. Every sample is one bag of 4 corner rows whose weights are the
-    bilinear weights times the attention weight: the whole sum is a single ``embedding_bag``
-    over the table, with no (B*M, Dh, Q, P) sample tensor. Each query's work is laid out as
-    rows of M*L*P samples, so that every step runs along long contiguous rows.
-
-    Args:
-        table: (B*M*R, Dh) from `padded_value_table`.
-        spatial_shapes: the (h_l, w_l) of each of the L levels.
-        pixels: (B, Q, M, 2, L, P) locations in pixels of their level, per head the x then the
-            y coordinates; ``(j, i)`` is the centre of pixel (i, j).
-        attention_weights: (B, Q, M, L, P) weights of the samples.
-
-    Returns:
-        (B, Q, M * Dh) attended values, heads concatenated, in the table's dtype. Locations and
-        weights are computed in the dtype of ``pixels`` (fp32 under autocast); the final weights
-        are rounded to the table's dtype for the bag sum, which accumulates in fp32.
-    """
-    batch, num_queries, num_heads, _, num_levels, num_points = pixels.shape
-    if num_levels != len(spatial_shapes) or attention_weights.shape != (
-        batch,
-        num_queries,
-        num_heads,
-        num_levels,
-        num_points,
-    ):
-        raise ValueError(
-            f"sample_padded_table: pixels {tuple(pixels.shape)} and attention_weights "
-            f"{tuple(attention_weights.shape)} do not describe (B, Q, M, L, P) samples of "
-            f"{len(spatial_shapes)} levels"
-        )
-    device, head_dim = table.device, table.shape[1]
-    rows_per_head = sum(_padded_cells(spatial_shapes))
-    if table.shape[0] != batch * num_heads * rows_per_head:
-        raise ValueError(
-            f"sample_padded_table: table has {table.shape[0]} rows, expected B*M*R = "
-            f"{batch}*{num_heads}*{rows_per_head} for spatial_shapes {spatial_shapes}"
-        )
-    index_dtype = torch.int32 if table.shape[0] < 2**31 else torch.int64  # int32: half the traffic
-    upper, widths, origins = _column_constants(spatial_shapes, num_heads, num_points, device)
-    per_level = num_levels * num_points
-
-    pixels = pixels.reshape(batch, num_queries, num_heads, 2, per_level)
-    upper = upper.to(pixels.dtype)
-    clamped = torch.clamp(pixels, min=torch.full_like(upper, -1), max=upper)  # (B, Q, M, 2, LP)
-    corner = clamped.floor()  # top-left neighbour, in [-1, size]
-    frac = clamped.sub_(corner)  # in [0, 1): the weight of the far neighbour
-    corner = corner.to(index_dtype)
-    # table row of the top-left corner: its head and level's origin, then row and column
-    top_left = corner[:, :, :, 1] * widths.to(index_dtype)  # (B, Q, M, L*P)
-    top_left += corner[:, :, :, 0]
-    top_left += origins.to(index_dtype)
-    if batch > 1:
-        images = torch.arange(batch, device=device, dtype=index_dtype) * (num_heads * rows_per_head)
-        top_left += images[:, None, None, None]
-    # the four corners (top-left, top-right, bottom-left, bottom-right) of each sample
-    widths = widths[0].to(index_dtype)  # (L*P,), the same for every head
-    steps = torch.stack((torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1))
-    rows = top_left[:, :, :, None] + steps  # (B, Q, M, 4, L*P)
-
-    near_far = torch.stack((1 - frac, frac), dim=3)  # (B, Q, M, 2 near/far, 2 x/y, L*P)
-    weights = attention_weights.reshape(batch, num_queries, num_heads, 1, per_level)
-    vertical = near_far[:, :, :, :, 1] * weights  # (B, Q, M, 2 top/bottom, L*P)
-    horizontal = near_far[:, :, :, :, 0]  # (B, Q, M, 2 left/right, L*P)
-    corner_weights = vertical[:, :, :, :, None] * horizontal[:, :, :, None]
-    # (B, Q, M, 2, 2, L*P): the corners in the order of ``rows``
-
-    bag_size = 4 * per_level
-    num_bags = batch * num_queries * num_heads
-    offsets = torch.arange(0, num_bags * bag_size, bag_size, device=device, dtype=index_dtype)
-    output = F.embedding_bag(
-        rows.reshape(-1),  # (B*Q*M*4*L*P,) bag-major: (b, q, m) bags of their 4*L*P corners
-        table,
-        offsets,
-        mode="sum",
-        per_sample_weights=corner_weights.reshape(-1).to(table.dtype),  # a bf16 table: bf16
-    )  # (B*Q*M, Dh)
-    return output.view(batch, num_queries, num_heads * head_dim)  # (B, Q, M*Dh)
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -291,7 +126,8 @@ class MultiScaleDeformableAttention(nn.Module):
                 f"got spatial_shapes {spatial_shapes}"
             )
         table = self.value_table(value_input, spatial_shapes)
-        return self.attend(query, reference_points, table, spatial_shapes)
+        reference = self.reference_pixels(reference_points, spatial_shapes)
+        return self.attend(query, reference, table, spatial_shapes)
 
     def value_table(
         self, value_input: torch.Tensor, spatial_shapes: list[tuple[int, int]]
@@ -310,60 +146,80 @@ class MultiScaleDeformableAttention(nn.Module):
         value = value.view(batch, num_tokens, self.num_heads, self.d_model // self.num_heads)
         return padded_value_table(value, spatial_shapes)
 
+    def reference_pixels(
+        self, reference_points: torch.Tensor, spatial_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """Where each sample would be with a zero offset, in pixels of its level, fp32 or wider.
+
+        ``reference * size - 0.5`` (the convention of `ms_deform_attn`) per level and axis,
+        repeated for every head and point: the offsets are added to it as one contiguous block.
+        In bf16 a normalized centre would be off by up to half a pixel at 80 px.
+
+        Args:
+            reference_points: (B, Q, L, 2) normalized (x, y) reference points.
+
+        Returns:
+            (B, Q, M, 2, L, P) reference pixels.
+        """
+        dtype = torch.promote_types(reference_points.dtype, torch.float32)
+        sizes = torch.tensor(
+            [[w, h] for h, w in spatial_shapes], dtype=dtype, device=reference_points.device
+        )  # (L, 2) (w_l, h_l)
+        pixels = (reference_points.to(dtype) * sizes - 0.5).transpose(2, 3)  # (B, Q, 2, L)
+        batch, num_queries = pixels.shape[:2]
+        return (
+            pixels[:, :, None, :, :, None]
+            .expand(batch, num_queries, self.num_heads, 2, self.num_levels, self.num_points)
+            .contiguous()
+        )
+
     def attend(
         self,
         query: torch.Tensor,
-        reference_points: torch.Tensor,
+        reference_pixels: torch.Tensor,
         table: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
+        projection: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """`forward` with the values already in a table (from `value_table`).
+        """`forward` with the values already in a table and the reference points in pixels.
 
         Args:
-            query, reference_points, spatial_shapes: as in `forward`.
+            query, spatial_shapes: as in `forward`.
+            reference_pixels: (B, Q, M, 2, L, P) from `reference_pixels`.
             table: (B*M*R, Dh) from `value_table`.
+            projection: `sampling_projection()`, when the caller attends in several calls.
 
         Returns:
             (B, Q, C) attended features.
         """
-        batch, num_queries, channels = query.shape
+        batch, num_queries, _ = query.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
         # Where to sample and with what weight: fp32 (or wider) whatever the autocast.
         dtype = torch.promote_types(query.dtype, torch.float32)
         with torch.autocast(device_type=query.device.type, enabled=False):
-            offsets, logits = self._sampling_parameters(query.to(dtype))
-        # softmax over a head's L*P logits, spelled out: 6x faster than softmax() on rows this short
-        weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
-        weights = weights / weights.sum(dim=-1, keepdim=True)  # (B, Q, M, L*P)
-        # Offsets are in pixels of their level: add them to the reference points in pixels,
-        # ``(reference + offset / size) * size - 0.5`` (what `ms_deform_attn` samples) in one step.
-        sizes = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device
-        )  # (L, 2) (w_l, h_l)
-        reference_pixels = (reference_points.to(dtype) * sizes - 0.5).transpose(
-            2, 3
-        )  # (B, Q, 2, L)
-        pixels = offsets + reference_pixels[:, :, None, :, :, None]  # (B, Q, M, 2, L, P)
-        weights = weights.view(batch, num_queries, heads, levels, points)
+            weight, bias = self.sampling_projection() if projection is None else projection
+            sampling = F.linear(query.to(dtype), weight.to(dtype), bias.to(dtype))
+        num_offsets = heads * 2 * levels * points
+        offsets = sampling[:, :, :num_offsets].view(batch, num_queries, heads, 2, levels, points)
+        pixels = offsets + reference_pixels  # (B, Q, M, 2, L, P), offsets in pixels of the level
+        logits = sampling[:, :, num_offsets:].view(batch, num_queries, heads, levels * points)
+        weights = logits.softmax(dim=-1).view(batch, num_queries, heads, levels, points)
         output = sample_padded_table(table, spatial_shapes, pixels, weights)  # (B, Q, C)
         return self.output_proj(output)
 
-    def _sampling_parameters(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sampling offsets (B, Q, M, 2, L, P) in pixels and attention logits (B, Q, M, L*P).
+    def sampling_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (M*2*L*P + M*L*P, C) projection for the sampling offsets and attention logits.
 
-        Args:
-            query: (B, Q, C) queries, in the dtype the offsets are wanted in.
+        The offsets' rows are reordered (m, l, p, x/y) -> (m, x/y, l, p), so that per head the x
+        and the y offsets come out as two contiguous runs (the layout the sampler works in), and
+        the logits' rows follow: one matrix product gives both.
         """
-        batch, num_queries, channels = query.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        # The offsets' rows are reordered (m, l, p, x/y) -> (m, x/y, l, p): per head, x and y
-        # come out as two contiguous runs, the layout the sampler works in.
-        offset_weight = self.sampling_offsets.weight.view(heads, levels, points, 2, channels)
-        offset_bias = self.sampling_offsets.bias.view(heads, levels, points, 2)
-        offsets = F.linear(
-            query,
-            offset_weight.permute(0, 3, 1, 2, 4).reshape(-1, channels),
-            offset_bias.permute(0, 3, 1, 2).reshape(-1),
-        ).view(batch, num_queries, heads, 2, levels, points)  # (B, Q, M, 2, L, P)
-        logits = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
-        return offsets, logits
+        offsets, logits = self.sampling_offsets, self.attention_weights
+        offset_weight = offsets.weight.view(heads, levels, points, 2, self.d_model)
+        offset_bias = offsets.bias.view(heads, levels, points, 2)
+        weight = torch.cat(
+            (offset_weight.permute(0, 3, 1, 2, 4).reshape(-1, self.d_model), logits.weight)
+        )
+        bias = torch.cat((offset_bias.permute(0, 3, 1, 2).reshape(-1), logits.bias))
+        return weight, bias

@@ -151,7 +151,8 @@ def test_encoder_layer_is_post_norm_with_position_on_the_query_only(monkeypatch,
     spatial_shapes = [(2, 3), (1, 2)]
     src, pos = torch.randn(2, 8, 16), torch.randn(2, 8, 16)
     reference_points = torch.rand(2, 8, 2, 2)
-    out = layer(src, pos, reference_points, spatial_shapes)
+    reference_pixels = layer.self_attn.reference_pixels(reference_points, spatial_shapes)
+    out = layer(src, pos, reference_pixels, spatial_shapes)
 
     attended = layer.self_attn(src + pos, reference_points, src, spatial_shapes)
     hidden = layer.norm1(src + attended)
