@@ -14,7 +14,9 @@ leftovers; times come from the first subprocess, which allocates as usual. Times
 over rounds; a round runs the trunk then the whole inference, and the ratio is the median of the
 rounds' own ratios (steady under drifts of a shared machine's speed). After the timed rounds,
 as many more calls are timed stage by stage (forward hooks on CLIP-V, the pixel decoder and the
-transformer decoder; the rest of predict; post-processing) to show where the time goes.
+transformer decoder; the rest of predict; post-processing) to show where the time goes, and
+the matrix products of one inference and of the trunk are counted (`benchmark_flops`): their
+ratio is the floor of the time ratio if every product ran at the trunk's speed.
 Text embeddings are prepared before any timing, so the text tower is never timed; with random
 weights they are random unit rows (the text tower's output would be as meaningless and slow to
 get). Targets (checked here, never by the tests): inference <= 1.3x the CLIP-V trunk; peak
@@ -34,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from benchmark_flops import product_gflop
 from benchmark_memory import MIB, PeakMemory
 from benchmark_report import check_targets, table
 from benchmark_setup import (
@@ -117,6 +120,8 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
         peak = memory.peak_mib()
         outputs = model(inputs)[0]
         stages = stage_times(model, inputs, device, args.repeats)
+    trunk_gflop = product_gflop(model, trunk)
+    inference_gflop = product_gflop(model, lambda: model(inputs))
     output_mib = sum(t.numel() * t.element_size() for t in outputs.values()) / MIB
     trunk_s, infer_s = statistics.median(trunk_times), statistics.median(infer_times)
     ratio, round_ratios = paired_ratio(infer_times, trunk_times)
@@ -132,6 +137,9 @@ def measure_inference(args: argparse.Namespace, spec: str) -> dict:
         "peak_memory_without_output_mib": peak - output_mib,
         "memory_method": memory.method,
         "stages_ms": stages,
+        "trunk_gflop": trunk_gflop,  # matrix products and convolutions only
+        "inference_gflop": inference_gflop,
+        "product_ratio": inference_gflop / trunk_gflop,  # the time ratio at equal product speed
     }
 
 

@@ -78,4 +78,9 @@ def table(results: dict) -> str:
     for r in results.get("inference", []):
         stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
         lines.append(f"stages of inference {r['vocabulary']}, ms: {stages}")
+        lines.append(
+            f"matrix products of inference {r['vocabulary']}: {r['inference_gflop']:.1f} GFLOP, "
+            f"trunk {r['trunk_gflop']:.1f}: {r['product_ratio']:.2f}x, the ratio if every "
+            "product ran at the trunk's speed and nothing else took time"
+        )
     return "\n".join(lines + [""] + check_targets(results))

@@ -55,6 +55,9 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     assert all(value > 0 for value in stages.values()), stages
     # the stages are parts of one call: together about the call's time (a separate median)
     assert 0.5 * inference["inference_ms"] < sum(stages.values()) < 2 * inference["inference_ms"]
+    # products: the trunk's are a part of inference's, counted the same way
+    assert 0 < inference["trunk_gflop"] < inference["inference_gflop"]
+    assert inference["product_ratio"] == inference["inference_gflop"] / inference["trunk_gflop"]
     # the default output: an int64 label map and a float32 confidence map
     assert inference["semantic_output_mib"] == 64 * 64 * (8 + 4) / 2**20
     train = saved["train"]
@@ -77,6 +80,7 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
     assert "L_ma, 6 segments" in printed
     assert "train step / floor = " in printed and "(floor) |" in printed
     assert "stages of inference 20 synthetic classes, ms: clip_v_trunk " in printed
+    assert "matrix products of inference 20 synthetic classes: " in printed
 
 
 def test_synthetic_vocabularies_follow_ade150_synonym_counts():
