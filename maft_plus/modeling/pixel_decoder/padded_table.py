@@ -96,6 +96,14 @@ def _sample_constants(
     return upper, columns[2], columns[3] + heads
 
 
+def row_arithmetic_dtype(num_rows: int, dtype: torch.dtype) -> torch.dtype:
+    """A floating dtype at least as wide as ``dtype`` in which every row number is an exact
+    integer: fp32 (24-bit significand) below 2**24 rows, fp64 (53 bits) from there on."""
+    if num_rows >= 2**24:
+        return torch.float64
+    return torch.promote_types(dtype, torch.float32)
+
+
 def sample_padded_table(
     table: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
@@ -145,9 +153,7 @@ def sample_padded_table(
             f"{batch}*{num_heads}*{rows_per_head} for spatial_shapes {spatial_shapes}"
         )
     index_dtype = torch.int32 if num_rows < 2**31 else torch.int64  # int32: half the traffic
-    exact = torch.promote_types(pixels.dtype, torch.float32)  # row numbers are exact in it
-    if num_rows >= 2**24:
-        exact = torch.float64
+    exact = row_arithmetic_dtype(num_rows, pixels.dtype)
     per_level = num_levels * num_points
     upper, widths, origins = _sample_constants(
         spatial_shapes, num_heads, num_points, pixels.dtype, device

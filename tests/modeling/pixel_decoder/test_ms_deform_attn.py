@@ -11,6 +11,7 @@ from maft_plus.modeling.pixel_decoder import (
     ms_deform_attn,
     pixel_centre_reference_points,
 )
+from maft_plus.modeling.pixel_decoder.padded_table import row_arithmetic_dtype
 
 
 def bilinear_sample_loop(value_map: torch.Tensor, x: float, y: float) -> torch.Tensor:
@@ -207,3 +208,33 @@ def test_init_follows_deformable_detr():
     assert not attn.attention_weights.weight.any() and not attn.attention_weights.bias.any()
     assert not attn.value_proj.bias.any() and not attn.output_proj.bias.any()
     assert attn.value_proj.weight.abs().max() <= math.sqrt(6 / 32)  # Xavier-uniform bound
+
+
+def test_corner_rows_are_computed_in_a_dtype_that_holds_them_exactly():
+    assert row_arithmetic_dtype(2**24 - 1, torch.float32) == torch.float32
+    assert row_arithmetic_dtype(2**24 - 1, torch.bfloat16) == torch.float32  # never below fp32
+    assert row_arithmetic_dtype(2**24 - 1, torch.float64) == torch.float64
+    assert row_arithmetic_dtype(2**24, torch.float32) == torch.float64
+    # fp32 would round the last row up: the bound is where that starts
+    last = torch.tensor(2**24 + 1, dtype=torch.float64)
+    assert last.float().double() != last
+
+
+def test_precomputed_reference_pixels_and_projection_give_forward_exactly():
+    torch.manual_seed(0)
+    spatial_shapes = [(3, 5), (2, 2)]
+    attn = MultiScaleDeformableAttention(d_model=8, num_heads=2, num_levels=2, num_points=3)
+    torch.nn.init.normal_(attn.sampling_offsets.weight, std=0.5)
+    query = torch.randn(2, 7, 8)
+    value_input = torch.randn(2, 19, 8)
+    reference_points = torch.rand(2, 7, 2, 2)
+    reference = attn.reference_pixels(reference_points, spatial_shapes)
+    assert reference.shape == (2, 7, 2, 2, 2, 3)  # (B, Q, M, x/y, L, P)
+    # level 0 is 5 wide and 3 high: x * 5 - 0.5 and y * 3 - 0.5, for every head and point
+    expected_x = reference_points[:, :, 0, 0] * 5 - 0.5
+    expected_y = reference_points[:, :, 0, 1] * 3 - 0.5
+    torch.testing.assert_close(reference[:, :, 1, 0, 0, 2], expected_x)
+    torch.testing.assert_close(reference[:, :, 0, 1, 0, 1], expected_y)
+    table = attn.value_table(value_input, spatial_shapes)
+    out = attn.attend(query, reference, table, spatial_shapes, attn.sampling_projection())
+    assert torch.equal(out, attn(query, reference_points, value_input, spatial_shapes))
