@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import benchmark_precisions as precisions
+
 REPO = Path(__file__).resolve().parents[1]
 # Pinned requirements a PyTorch GPU image lacks; the rest (numpy, scipy, pillow, opencv, tqdm,
 # safetensors, huggingface_hub, tabulate, cloudpickle, packaging, ...) are used as found there.
@@ -45,14 +47,6 @@ PLATFORM_OPTIONS = [
     *("--platform", "manylinux2014_x86_64", "--platform", "any"),
 ]
 PARITY_TOLERANCE = 1e-3  # CPU vs CUDA, fp32, tiny model: logits and mask logits
-# precision -> tools/benchmark.py's --amp and the config overrides after it ("bf16-fast": the
-# bfloat16 fast path, the pixel decoder under the autocast too)
-PRECISIONS = {
-    "none": ("none", ()),
-    "bf16": ("bf16", ()),
-    "bf16-fast": ("bf16", ("MODEL.MAFT_PLUS.TEST.PIXEL_DECODER_AUTOCAST", "True")),
-    "fp16": ("fp16", ()),
-}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--out", default=os.environ.get("OUT", str(REPO / "output" / "device")))
     run.add_argument("--size", type=int, default=800, help="input side (short side 800)")
     run.add_argument(
-        "--amp", nargs="+", default=["none", "bf16", "bf16-fast"], choices=tuple(PRECISIONS)
+        "--amp",
+        nargs="+",
+        default=["none", "bf16", "bf16-fast"],
+        choices=tuple(precisions.PRECISIONS),
     )
     run.add_argument("--vocabulary", nargs="+", default=["ade150", "ade847"])
     run.add_argument("--warmup", type=int, default=5)
@@ -194,17 +191,16 @@ def check_parity(env: dict, out: Path) -> dict:
 
 
 def benchmark_command(args: argparse.Namespace, precision: str, output: Path) -> list[str]:
-    """The ``tools/benchmark.py`` command line of one precision (a key of ``PRECISIONS``)."""
-    amp, overrides = PRECISIONS[precision]
-    return [
-        sys.executable,
-        str(REPO / "tools" / "benchmark.py"),
-        *("--device", "cuda", "--size", str(args.size), "--measure", "inference"),
-        *("--amp", amp, "--vocabulary", *args.vocabulary),
-        *("--warmup", str(args.warmup), "--repeats", str(args.repeats)),
-        *("--output", str(output)),
-        *overrides,
-    ]
+    """The ``tools/benchmark.py`` command line of one precision on CUDA (``PRECISIONS``)."""
+    return precisions.benchmark_command(
+        precision,
+        output,
+        device="cuda",
+        size=args.size,
+        vocabulary=args.vocabulary,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -218,16 +214,21 @@ def run(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = install(Path(args.dir), Path(args.site))
     print(f"parity, max |CPU - CUDA|: {check_parity(env, out)}")
-    log = []
+    log, runs = [], {}
     for amp in args.amp:
-        command = benchmark_command(args, amp, out / f"cuda_{amp}.json")
+        output = out / f"cuda_{amp}.json"
+        command = benchmark_command(args, amp, output)
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
         log += [f"$ {' '.join(command[1:])}", result.stdout, result.stderr[-4000:]]
         print(result.stdout)
         if result.returncode != 0:
             (out / "log.txt").write_text("\n".join(log))
             raise SystemExit(f"device_benchmark: the {amp} benchmark failed:\n{result.stderr}")
+        runs[amp] = json.loads(output.read_text())
     (out / "log.txt").write_text("\n".join(log))
+    tables = precisions.side_by_side(runs)
+    (out / "side_by_side.md").write_text(tables)
+    print(tables)
 
 
 def main(argv: list[str] | None = None) -> None:

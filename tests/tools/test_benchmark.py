@@ -1,7 +1,6 @@
 """tools/benchmark.py with the tiny model: every measurement runs and reports positive numbers.
 
-The tool is a script whose helpers are its sibling modules (tools/benchmark_*.py); run as a
-script, its folder is on the import path, so the tests put it there too.
+Its helpers are its sibling modules (tools/benchmark_*.py), on the path by tests/tools/conftest.py.
 """
 
 import importlib
@@ -12,11 +11,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def tools_on_the_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "tools"))
 
 
 def load_tool(name: str = "benchmark"):
