@@ -50,25 +50,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def benchmark_command(
     precision: str,
     output: Path,
+    settings: argparse.Namespace,
     *,
     device: str,
-    size: int,
-    vocabulary: list[str],
-    warmup: int,
-    repeats: int,
     options: tuple[str, ...] = (),
 ) -> list[str]:
     """The ``tools/benchmark.py`` command line of one precision (a key of ``PRECISIONS``).
 
-    ``options`` are more of its options (a config file, say), placed before the overrides.
+    Args:
+        settings: its ``size``, ``vocabulary``, ``warmup`` and ``repeats`` are passed on.
+        options: more of the benchmark's options (a config file, say), before the overrides.
     """
     amp, overrides = PRECISIONS[precision]
     return [
         sys.executable,
         str(REPO / "tools" / "benchmark.py"),
-        *("--device", device, "--size", str(size), "--measure", "inference"),
-        *("--amp", amp, "--vocabulary", *vocabulary),
-        *("--warmup", str(warmup), "--repeats", str(repeats)),
+        *("--device", device, "--size", str(settings.size), "--measure", "inference"),
+        *("--amp", amp, "--vocabulary", *settings.vocabulary),
+        *("--warmup", str(settings.warmup), "--repeats", str(settings.repeats)),
         *("--output", str(output)),
         *options,
         *overrides,
@@ -141,14 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     for precision in args.amp:
         output = out / f"{args.device}_{precision}.json"
         command = benchmark_command(
-            precision,
-            output,
-            device=args.device,
-            size=args.size,
-            vocabulary=args.vocabulary,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            options=tuple(args.options),
+            precision, output, args, device=args.device, options=tuple(args.options)
         )
         print(f"$ {' '.join(command[1:])}", flush=True)
         subprocess.run(command, check=True, cwd=REPO)

@@ -192,15 +192,7 @@ def check_parity(env: dict, out: Path) -> dict:
 
 def benchmark_command(args: argparse.Namespace, precision: str, output: Path) -> list[str]:
     """The ``tools/benchmark.py`` command line of one precision on CUDA (``PRECISIONS``)."""
-    return precisions.benchmark_command(
-        precision,
-        output,
-        device="cuda",
-        size=args.size,
-        vocabulary=args.vocabulary,
-        warmup=args.warmup,
-        repeats=args.repeats,
-    )
+    return precisions.benchmark_command(precision, output, args, device="cuda")
 
 
 def run(args: argparse.Namespace) -> None:

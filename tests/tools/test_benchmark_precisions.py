@@ -59,14 +59,7 @@ def test_each_precision_benchmarks_the_config_it_names(tmp_path, precision, auto
     args = load_tool().parse_args(["--config-file", "configs/tiny/maftp_tiny.yaml", "--size", "64"])
     assert args.options == ["--config-file", "configs/tiny/maftp_tiny.yaml"]
     command = load_tool().benchmark_command(
-        precision,
-        tmp_path / "out.json",
-        device="cpu",
-        size=args.size,
-        vocabulary=args.vocabulary,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        options=tuple(args.options),
+        precision, tmp_path / "out.json", args, device="cpu", options=tuple(args.options)
     )
     benchmark_args = importlib.import_module("benchmark").parse_args(command[2:])
     cfg = importlib.import_module("benchmark_setup").build_cfg(benchmark_args)
