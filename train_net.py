@@ -36,6 +36,7 @@ from detectron2.engine.launch import DEFAULT_TIMEOUT
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.checkpoint import MAFTPlusCheckpointer
 from maft_plus.config import setup_cfg
 from maft_plus.data.dataset_mappers import PanopticTrainMapper, SemanticTrainMapper
@@ -196,6 +197,7 @@ def setup(args):
 
 
 def main(args):
+    retain_freed_memory()  # every process of the run: activations reuse freed pages
     cfg = setup(args)
     if args.eval_only:
         model = MAFTPlus(cfg).to(torch.device(cfg.MODEL.DEVICE)).eval()

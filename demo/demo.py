@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor, load_rgb
 from maft_plus.visualization import (
@@ -290,6 +291,7 @@ def segment_stream(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    retain_freed_memory()
     # Warnings from every library, information from this script only.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)

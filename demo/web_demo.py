@@ -25,6 +25,7 @@ from gradio.data_classes import ImageData
 from gradio_client.utils import is_http_url_like
 from PIL import Image, UnidentifiedImageError
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.data.vocabulary.presets import PRESETS, parse_vocabulary
 from maft_plus.predictor import PRESET_MODELS, TASKS, Prediction, Predictor, load_rgb
 from maft_plus.visualization import overlay, segment_colors
@@ -373,6 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    retain_freed_memory()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # PIL refuses images over 2x this many pixels as decompression bombs: not below the limit.
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, args.limits.max_pixels)

@@ -48,6 +48,7 @@ from benchmark_setup import (
 )
 from benchmark_timing import paired_ratio, stage_times, timed
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.modeling.losses.mask_aware import mask_aware_loss
 from maft_plus.solver import build_optimizer
 
@@ -224,6 +225,9 @@ def measure_loss(args: argparse.Namespace, segments: int) -> dict:
 def run_worker(args: argparse.Namespace) -> None:
     """Child process: one measurement, its result written as JSON to the path in the job."""
     job = json.loads(args.worker)
+    # As training, evaluation and the demos run; not in the memory runs (their MALLOC_ variable
+    # wins), nor under MAFT_PLUS_RETAIN_FREED_MEMORY=0 (to time glibc's defaults).
+    retained = retain_freed_memory()
     if job.get("memory_run"):  # peak memory only: one measured call after a warm-up
         args.warmup, args.repeats = max(args.warmup, 1), 1
     if args.threads:
@@ -235,6 +239,7 @@ def run_worker(args: argparse.Namespace) -> None:
         result = measure_train(args, job["vocabulary"])
     else:
         result = measure_loss(args, job["segments"])
+    result["freed_memory"] = "retained" if retained else "returned (glibc's defaults)"
     Path(job["result"]).write_text(json.dumps(result))
 
 
@@ -294,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     notes = [r["text_embeddings"] for r in results.get("inference", [])]
     notes += [results["train"]["text_embeddings"]] if "train" in results else []
     results["text_embeddings"] = notes[0] if notes else "not used"
+    timed_runs = [*results.get("inference", []), *results.get("loss_memory", [])]
+    timed_runs += [results["train"]] if "train" in results else []
+    results["freed_memory"] = timed_runs[0]["freed_memory"] if timed_runs else "not used"
     results["targets"] = check_targets(results)
     print(table(results))
     if args.output:

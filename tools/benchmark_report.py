@@ -52,6 +52,7 @@ def table(results: dict) -> str:
         f"channels_last {results['channels_last']}, threads {results['threads']}, median of "
         f"{results['repeats']} after {results['warmup']} warm-up",
         f"text embeddings: {results['text_embeddings']}",
+        f"freed CPU memory in the timed runs: {results['freed_memory']} (maft_plus/allocator.py)",
         "| measurement | K | S | time ms | trunk ms | ratio | img/s | peak MiB | w/o output |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -35,6 +35,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.checkpoint import evaluation_model
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets import register_builtin_datasets
@@ -146,6 +147,7 @@ def save(
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    retain_freed_memory()
     setup_logger(name="maft_plus")
     setup_logger(name="detectron2")
     opts = list(args.opts)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from detectron2.utils.logger import setup_logger
 
+from maft_plus.allocator import retain_freed_memory
 from maft_plus.checkpoint import evaluation_model
 from maft_plus.config import setup_cfg
 from maft_plus.data.datasets.check_folder import FolderDatasetError, check_folder_dataset
@@ -111,6 +112,7 @@ def confusion_table(conf_matrix: np.ndarray, class_names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    retain_freed_memory()
     setup_logger(name="maft_plus")
     dataset = folder_dataset(args)
     try:

@@ -5,6 +5,7 @@ Its helpers are its sibling modules (tools/benchmark_*.py), on the path by tests
 
 import importlib
 import json
+import platform
 import statistics
 from pathlib import Path
 
@@ -68,10 +69,14 @@ def test_benchmark_reports_inference_training_and_loss_memory(tmp_path, capsys):
         assert row["time_ms"] > 0 and row["peak_memory_mib"] > 0
         assert row["mask_buffer_mib"] == 8 * 64 * 64 * 4 / 2**20
     assert "text tower not timed" in saved["text_embeddings"]
+    # the timed runs reuse freed memory, as training and evaluation do (on glibc)
+    retained = platform.libc_ver()[0] == "glibc"
+    assert saved["freed_memory"] == ("retained" if retained else "returned (glibc's defaults)")
     assert saved["targets"] and all(t.startswith(("PASS", "MISS")) for t in saved["targets"])
     printed = capsys.readouterr().out
     assert "| inference 20 synthetic classes | 20 | 69 |" in printed  # reference synonym counts
     assert "L_ma, 6 segments" in printed
+    assert f"freed CPU memory in the timed runs: {saved['freed_memory']} " in printed
     assert "train step / floor = " in printed and "(floor) |" in printed
     assert "stages of inference 20 synthetic classes, ms: clip_v_trunk " in printed
     assert "matrix products of inference 20 synthetic classes: " in printed
