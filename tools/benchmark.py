@@ -10,7 +10,9 @@ torch.cuda.max_memory_allocated. CPU peaks are the rise of the resident set's hi
 the resident set before the measured runs (the mark is reset through /proc/self/clear_refs), taken
 in a second subprocess whose glibc returns every freed block of 64 KiB or more to the system
 (MALLOC_MMAP_THRESHOLD_), so that the mark follows live tensors rather than the allocator's
-leftovers; times come from the first subprocess, which allocates as usual. Times are medians
+leftovers; times come from the first subprocess, which keeps freed memory for reuse as training
+and evaluation do (maft_plus/allocator.py; MAFT_PLUS_RETAIN_FREED_MEMORY=0 times glibc's
+defaults). Times are medians
 over rounds; a round runs the trunk then the whole inference, and the ratio is the median of the
 rounds' own ratios (steady under drifts of a shared machine's speed). After the timed rounds,
 as many more calls are timed stage by stage (forward hooks on CLIP-V, the pixel decoder and the
