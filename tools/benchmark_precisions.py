@@ -8,8 +8,9 @@ and writes each run's JSON to ``--out``. Then it prints one table per vocabulary
 tables to ``side_by_side.md``: every precision's stage times, its inference and trunk times, and
 inference / trunk. The fast path's ratio is to the bfloat16 trunk, since its trunk runs under the
 same autocast; its target is at most ``FAST_PATH_TARGET``. The header says whether this CPU
-computes bfloat16 natively (AVX-512-BF16 or AMX). Where it does not, bfloat16 is emulated and
-slow, and its times say nothing about a machine that has it.
+computes bfloat16 natively (AVX-512-BF16, AMX or Arm's BF16; `maft_plus.native_precision`).
+Where it does not, bfloat16 is emulated and slow, and its times say nothing about a machine that
+has it.
 """
 
 import argparse
@@ -28,7 +29,6 @@ PRECISIONS = {
     "fp16": ("fp16", ()),
 }
 FAST_PATH_TARGET = 1.15  # bf16-fast inference / bfloat16 trunk
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,37 +74,23 @@ def benchmark_command(
     ]
 
 
-def native_bfloat16(cpuinfo: str | None = None) -> list[str]:
-    """The native-bfloat16 flags of this CPU (empty where bfloat16 is emulated).
-
-    Args:
-        cpuinfo: the text of /proc/cpuinfo (read from there when None; empty if unreadable).
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return [flag for flag in NATIVE_BF16_FLAGS if flag in flags]
+def bfloat16_note(flags: list[str] | None) -> str:
+    """The table header's words on a CPU's bfloat16, from `native_flags`' answer."""
+    if flags is None:
+        return "bfloat16 support unknown"
+    return f"bfloat16 native ({', '.join(flags)})" if flags else "bfloat16 emulated"
 
 
-def side_by_side(runs: dict[str, dict], native: list[str] | None = None) -> str:
+def side_by_side(runs: dict[str, dict], cpu_note: str | None = None) -> str:
     """Markdown tables of the runs' stages and ratios, one per vocabulary.
 
     Args:
         runs: precision -> the JSON results of its tools/benchmark.py run.
-        native: `native_bfloat16` of the machine, for a CPU run (None: not a CPU run).
+        cpu_note: `bfloat16_note` of the machine, for a CPU run (None: not a CPU run).
     """
     precisions = list(runs)
     first = runs[precisions[0]]
-    if native is None:
-        where = first["device"]
-    else:
-        where = f"cpu, bfloat16 {'native (' + ', '.join(native) + ')' if native else 'emulated'}"
+    where = first["device"] if cpu_note is None else f"cpu, {cpu_note}"
     lines = []
     for i, row in enumerate(first["inference"]):
         rows = {precision: runs[precision]["inference"][i] for precision in precisions}
@@ -145,7 +131,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         print(f"$ {' '.join(command[1:])}", flush=True)
         subprocess.run(command, check=True, cwd=REPO)
         runs[precision] = json.loads(output.read_text())
-    tables = side_by_side(runs, native_bfloat16() if args.device == "cpu" else None)
+    cpu_note = None
+    if args.device == "cpu":
+        # here, not at the top: tools/device_benchmark.py imports this module on a GPU machine
+        # before maft_plus's dependencies are installed there
+        import torch
+
+        from maft_plus.native_precision import native_flags
+
+        cpu_note = bfloat16_note(native_flags(torch.bfloat16))
+    tables = side_by_side(runs, cpu_note)
     (out / "side_by_side.md").write_text(tables)
     print(tables)
     return runs

@@ -16,6 +16,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ..data.vocabulary import Vocabulary
+from ..native_precision import warn_if_emulated
 from .backbone import DENSE_FEATURE, CLIPConvNeXt, FrozenCLIPTeacher
 from .cdt import ContentDependentTransfer, dense_to_tokens
 from .head import PROPOSAL_INPUTS, MAFTPlusHead
@@ -229,6 +230,8 @@ class MAFTPlus(nn.Module):
             return self.losses(batched_inputs)
         images = self.preprocess(batched_inputs)
         dtype = self.autocast_dtype
+        if dtype is not None and self.device.type == "cpu":
+            warn_if_emulated(dtype, "MODEL.MAFT_PLUS.TEST.AUTOCAST")
         # nullcontext, not autocast(enabled=False): leave a caller's own autocast in force. The
         # pixel decoder disables it inside unless TEST.PIXEL_DECODER_AUTOCAST (its follow_autocast)
         with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():

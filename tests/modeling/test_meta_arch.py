@@ -1,10 +1,13 @@
 """MAFTPlus end to end on a tiny model: output formats, vocabulary behaviour, caching, bad input."""
 
+import logging
 from dataclasses import replace
 
 import pytest
 import torch
 from detectron2.structures import Instances
+
+from maft_plus import native_precision
 
 
 def test_semantic_output_is_k_by_output_size(tiny_model_factory, tiny_inputs):
@@ -204,3 +207,34 @@ def test_a_call_asks_for_at_least_one_task(tiny_model_factory, tiny_model, tiny_
         both = tiny_model(tiny_inputs[:1], tasks=Tasks(semantic=True, instance=True))[0]
     assert {"sem_seg_labels", "instances"} <= set(both) and "panoptic_seg" not in both
     assert tiny_model.tasks == Tasks()  # the configured default is untouched
+
+
+ZEN3_FLAGS = frozenset({"fpu", "avx2", "fma"})
+SAPPHIRE_RAPIDS_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.parametrize(("flags", "warned"), [(ZEN3_FLAGS, True), (SAPPHIRE_RAPIDS_FLAGS, False)])
+def test_inference_warns_when_its_autocast_is_emulated_on_this_cpu(
+    monkeypatch, caplog, tiny_model_factory, tiny_inputs, flags, warned
+):
+    monkeypatch.setattr(native_precision, "_warned", set())
+    monkeypatch.setattr(native_precision, "_this_cpu_flags", lambda: flags)
+    model = tiny_model_factory("MODEL.MAFT_PLUS.TEST.AUTOCAST", "bfloat16")
+    with caplog.at_level(logging.WARNING, logger="maft_plus.native_precision"), torch.no_grad():
+        model(tiny_inputs)
+        model(tiny_inputs)
+    messages = [r.getMessage() for r in caplog.records if r.name == "maft_plus.native_precision"]
+    if warned:
+        assert len(messages) == 1  # once per process
+        assert messages[0].startswith("MODEL.MAFT_PLUS.TEST.AUTOCAST runs inference in bfloat16")
+    else:
+        assert messages == []
+
+
+def test_a_float32_model_never_reads_the_cpu_flags(monkeypatch, tiny_model, tiny_inputs):
+    def fail(*args, **kwargs):
+        raise AssertionError("native_flags read for a float32 model")
+
+    monkeypatch.setattr(native_precision, "native_flags", fail)
+    with torch.no_grad():
+        tiny_model(tiny_inputs)

@@ -4,6 +4,9 @@ import importlib
 import json
 
 import pytest
+import torch
+
+from maft_plus.native_precision import native_flags
 
 
 def load_tool():
@@ -28,7 +31,8 @@ def test_the_table_puts_every_precision_beside_the_others_and_checks_the_fast_pa
         "bf16": fake_run("cpu", 1.71, {"clip_v_trunk": 2000.0, "pixel_decoder": 1400.0}),
         "bf16-fast": fake_run("cpu", 1.12, {"clip_v_trunk": 2000.0, "pixel_decoder": 240.0}),
     }
-    table = load_tool().side_by_side(runs, native=["amx_bf16"])
+    tool = load_tool()
+    table = tool.side_by_side(runs, tool.bfloat16_note(["amx_bf16"]))
     lines = table.splitlines()
     assert lines[0] == "ade150 (cpu, bfloat16 native (amx_bf16), 640x640, median of 3)"
     assert lines[1] == "| ms | none | bf16 | bf16-fast |"
@@ -37,18 +41,12 @@ def test_the_table_puts_every_precision_beside_the_others_and_checks_the_fast_pa
     assert "| inference / trunk | 1.35x | 1.71x | 1.12x |" in lines
     assert "PASS bf16-fast inference / bfloat16 trunk = 1.12x (target <= 1.15)" in lines
     runs["bf16-fast"]["inference"][0]["ratio"] = 1.2
-    assert "MISS bf16-fast" in load_tool().side_by_side(runs, native=[])
-    assert "bfloat16 emulated" in load_tool().side_by_side(runs, native=[])
-    assert load_tool().side_by_side(runs).startswith("ade150 (cpu, 640x640")  # not a CPU run
-
-
-def test_native_bfloat16_reads_the_cpu_flags():
-    tool = load_tool()
-    zen3 = "processor : 0\nflags\t\t: fpu avx2 fma sha_ni\n"
-    sapphire = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
-    assert tool.native_bfloat16(zen3) == []
-    assert tool.native_bfloat16(sapphire) == ["avx512_bf16", "amx_bf16"]
-    assert tool.native_bfloat16("") == []
+    emulated = tool.side_by_side(runs, tool.bfloat16_note([]))
+    assert "MISS bf16-fast" in emulated
+    assert emulated.startswith("ade150 (cpu, bfloat16 emulated, 640x640")
+    unknown = tool.side_by_side(runs, tool.bfloat16_note(None))
+    assert unknown.startswith("ade150 (cpu, bfloat16 support unknown, 640x640")
+    assert tool.side_by_side(runs).startswith("ade150 (cpu, 640x640")  # not a CPU run
 
 
 @pytest.mark.parametrize(
@@ -86,3 +84,5 @@ def test_runs_the_benchmark_per_precision_and_writes_the_table(tmp_path, capsys)
     table = (tmp_path / "side_by_side.md").read_text()
     assert table in capsys.readouterr().out
     assert "| ms | none | bf16-fast |" in table and "bf16-fast inference / bfloat16 trunk" in table
+    this_cpu = load_tool().bfloat16_note(native_flags(torch.bfloat16))
+    assert f"(cpu, {this_cpu}, 64x64" in table.splitlines()[0]

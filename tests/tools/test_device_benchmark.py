@@ -45,6 +45,27 @@ def test_run_refuses_without_cuda(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing installed or written
 
 
+def test_it_loads_where_only_torch_is_installed():
+    """On the GPU machine it starts before maft_plus's dependencies are installed there."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('maft_plus', 'detectron2', 'open_clip', 'fvcore'):\n"
+        "            raise ImportError(f'{name} is not installed here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path.insert(0, {str(REPO / 'tools')!r})\n"
+        "import device_benchmark\n"
+        "device_benchmark.parse_args(['run', '--out', 'x'])\n"
+        "print('loaded')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, cwd=REPO / "tools"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded"
+
+
 def test_parity_script_runs_the_tiny_model_on_both_devices_it_is_given():
     tool = load_tool()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
