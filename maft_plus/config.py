@@ -136,8 +136,8 @@ def add_maft_plus_config(cfg: CN) -> None:
     m.TEST.SEMANTIC_CHUNK_SIZE = 64  # semantic: classes upsampled at once (memory only)
     # Inference under torch.autocast in "bfloat16" or "float16"; "" runs in float32. The pixel
     # decoder stays in float32 (as released, unless PIXEL_DECODER_AUTOCAST) and post-processing
-    # runs on float32 logits. A CPU without native 16-bit products emulates them, many times
-    # slower: the model warns once there (maft_plus/native_precision.py).
+    # runs on float32 logits. A CPU without native 16-bit products emulates them (AVX2 only: over
+    # 100x slower than float32); the model warns once there (maft_plus/native_precision.py).
     m.TEST.AUTOCAST = ""
     # The bfloat16 fast path: at inference the pixel decoder runs under the autocast in force
     # (AUTOCAST's or the caller's) instead of in float32; its sampling locations, attention
